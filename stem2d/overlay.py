@@ -1,0 +1,134 @@
+"""Putting class activation maps back into frames and drawing annotated overlay frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+#: Marker colours (RGB) cycled over the classes; pristine is never drawn.
+CLASS_COLOURS = [
+    (0, 200, 255), (255, 80, 80), (80, 255, 80), (255, 200, 0), (220, 90, 255),
+    (255, 255, 255), (0, 120, 255), (255, 140, 0),
+]
+
+
+def _window(size: int) -> np.ndarray:
+    """2D Hann-like weight that is 1 in the middle and fades to ~0 at the tile border."""
+    w = np.hanning(size + 2)[1:-1]
+    return np.outer(w, w)
+
+
+def insert_cams(
+    shape: tuple[int, int], positions: np.ndarray, cams: np.ndarray
+) -> np.ndarray:
+    """Paste CAMs back into a frame-sized heat map.
+
+    Each CAM (a window centred on ``positions[i]``, rounded to whole pixels) is weighted by a
+    Hann window; where windows overlap the heat map is the weight-normalised blend, and it fades
+    to 0 where only a window border covers a pixel.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape (rows, cols), on the same grid as ``positions``.
+    positions : ndarray, (N, 2)
+        Window centres (row, col) in that frame's pixels.
+    cams : ndarray, (N, S, S)
+        CAMs in [0, 1].
+
+    Returns
+    -------
+    ndarray, float32, ``shape``, values in [0, 1].
+    """
+    heat = np.zeros(shape, dtype=np.float64)
+    wsum = np.zeros(shape, dtype=np.float64)
+    if len(cams) == 0:
+        return heat.astype(np.float32)
+    size = cams.shape[-1]
+    win = _window(size)
+    half = size // 2
+    for (r, c), cam in zip(np.rint(positions).astype(int), cams):
+        r0, c0 = r - half, c - half
+        rs, cs = max(r0, 0), max(c0, 0)
+        re, ce = min(r0 + size, shape[0]), min(c0 + size, shape[1])
+        if rs >= re or cs >= ce:
+            continue
+        sub = (slice(rs - r0, re - r0), slice(cs - c0, ce - c0))
+        heat[rs:re, cs:ce] += win[sub] * cam[sub]
+        wsum[rs:re, cs:ce] += win[sub]
+    blended = heat / np.maximum(wsum, 1.0)
+    return np.clip(blended, 0.0, 1.0).astype(np.float32)
+
+
+def to_uint8_gray(frame: np.ndarray, *, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
+    """Percentile-stretch a frame to uint8 (robust to hot pixels and background)."""
+    lo, hi = np.percentile(frame, [low_pct, high_pct])
+    scaled = (np.asarray(frame, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def render_overlay(
+    frame: np.ndarray,
+    heat: np.ndarray,
+    points: np.ndarray,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    *,
+    heat_alpha: float = 0.45,
+    marker_radius_px: float = 6.0,
+    tails: Sequence[np.ndarray] = (),
+    title: str = "",
+) -> np.ndarray:
+    """Draw one annotated RGB frame.
+
+    Parameters
+    ----------
+    frame : ndarray (H, W)
+        The input frame (any scale).
+    heat : ndarray (H, W) in [0, 1]
+        CAM heat map on the frame's grid (see :func:`insert_cams`).
+    points : ndarray (N, 2)
+        Defect positions (row, col) in frame pixels.
+    labels : sequence of int
+        Class index of each point; the class named ``pristine`` is not drawn.
+    class_names : sequence of str
+        For the colour legend.
+    tails : sequence of ndarray (K, 2)
+        Optional recent track positions, drawn as polylines.
+    title : str
+        Text drawn in the top-left corner (e.g. the frame number).
+
+    Returns
+    -------
+    ndarray, uint8, (H, W, 3).
+    """
+    gray = to_uint8_gray(frame).astype(np.float32) / 255.0
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    cmap = colormaps["inferno"]
+    coloured = cmap(np.clip(heat, 0, 1))[..., :3]
+    alpha = heat_alpha * np.clip(heat, 0, 1)[..., None]
+    rgb = rgb * (1 - alpha) + coloured * alpha
+    img = Image.fromarray((rgb * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for tail in tails:
+        if len(tail) > 1:
+            draw.line([(float(c), float(r)) for r, c in tail], fill=(255, 255, 255), width=1)
+    rad = marker_radius_px
+    for (r, c), lab in zip(np.asarray(points).reshape(-1, 2), labels):
+        if class_names[lab] == "pristine":
+            continue
+        colour = CLASS_COLOURS[lab % len(CLASS_COLOURS)]
+        draw.ellipse([c - rad, r - rad, c + rad, r + rad], outline=colour, width=2)
+    y = 2
+    if title:
+        draw.text((4, y), title, fill=(255, 255, 255))
+        y += 12
+    for i, name in enumerate(class_names):
+        if name == "pristine":
+            continue
+        draw.text((4, y), name, fill=CLASS_COLOURS[i % len(CLASS_COLOURS)])
+        y += 12
+    return np.asarray(img)
