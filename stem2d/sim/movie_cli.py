@@ -101,7 +101,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` option per MovieConfig field, typed from its annotation."""
     aliases = {"n_frames": ["--frames"], "dose_e_per_A2": ["--dose"], "frame_shape": ["--size"]}
     hints = typing.get_type_hints(MovieConfig)
-    group = parser.add_argument_group("MovieConfig fields (defaults as in conf/movie/synthetic.yaml)")
+    group = parser.add_argument_group("MovieConfig fields (defaults as in conf/synthetic/ws2.yaml)")
     for f in fields(MovieConfig):
         hint = hints[f.name]
         flags = [f"--{f.name.replace('_', '-')}", *aliases.get(f.name, [])]
