@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin ``stem2d_optuna`` (see :mod:`stem2d.sweeper`)."""
