@@ -1,0 +1,330 @@
+"""Simulated training data: clean base simulations per class, augmented on the fly.
+
+Like the original study (45 simulations, ~51k augmented images) but split by base simulation:
+train, val and test bases come from disjoint seed streams
+``SeedSequence([seed, split_id, BASE_STREAM, class_index, base_index])``, and augmented sample i
+of a split is a pure function of ``(seed, split_id, i)`` (``[seed, split_id, SAMPLE_STREAM, i]``),
+whatever the worker or epoch. The stream tags are non-zero because SeedSequence ignores
+trailing zeros (``[1, 2]`` and ``[1, 2, 0]`` give the same stream).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
+from stem2d.classes import ClassSet
+from stem2d.materials import Material, get_material
+from stem2d.preprocess import standardize_tiles
+from stem2d.sim.augment import NOISE_MODES, AugmentedTile, AugmentParams, augment_tile
+from stem2d.sim.imaging import Probe
+from stem2d.sim.tiles import check_tile_size, simulate_tile
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+BASE_STREAM, SAMPLE_STREAM = 1, 2
+
+
+@dataclass(frozen=True)
+class TileBases:
+    """Clean base simulations of one split.
+
+    Attributes
+    ----------
+    split : str
+    clean : ndarray, float64, (N, S, S); a pristine W column peaks at ~1.
+    label : ndarray, int64, (N,); class index.
+    pos : ndarray, float64, (N, 2); defect (row, col) in base pixels, NaN for pristine.
+    kind : tuple of (str or None); the defect kind of each base.
+    entropy : tuple of tuple of int; the SeedSequence entropy each base was simulated from.
+    pixel_size_A : float
+    """
+
+    split: str
+    clean: np.ndarray
+    label: np.ndarray
+    pos: np.ndarray
+    kind: tuple[str | None, ...]
+    entropy: tuple[tuple[int, ...], ...]
+    pixel_size_A: float
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def _split_id(split: str) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}")
+    return SPLITS.index(split)
+
+
+def simulate_bases(
+    classes: ClassSet,
+    *,
+    material: Material,
+    n_per_class: int,
+    split: str,
+    seed: int,
+    size_px: int = 112,
+    pixel_size_A: float = CANONICAL_PIXEL_SIZE_A,
+    max_offset_px: float = 2.0,
+    probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
+    z_exponent_range: tuple[float, float] = (1.6, 1.9),
+) -> TileBases:
+    """Simulate ``n_per_class`` clean base tiles of every class for one split.
+
+    Each base has its own lattice rotation, sub-pixel defect offset (within ``max_offset_px`` of
+    the centre), probe FWHM and Z-contrast exponent (uniform in the ranges); a class's defect
+    kinds take turns (base b gets kind b mod n_kinds), so multi-kind classes stay balanced.
+    """
+    split_id = _split_id(split)
+    clean, label, pos, kinds, entropy = [], [], [], [], []
+    for c, (_, class_kinds) in enumerate(classes.kinds):
+        for b in range(n_per_class):
+            ent = (int(seed), split_id, BASE_STREAM, c, b)
+            rng = np.random.default_rng(np.random.SeedSequence(ent))
+            kind = class_kinds[b % len(class_kinds)] if class_kinds else None
+            probe = Probe(fwhm_A=rng.uniform(*probe_fwhm_range_A))
+            image, truth = simulate_tile(
+                kind, material=material, rng=rng, size_px=size_px, pixel_size_A=pixel_size_A,
+                probe=probe, z_exponent=rng.uniform(*z_exponent_range), max_offset_px=max_offset_px)
+            clean.append(image)
+            label.append(c)
+            pos.append((truth.row, truth.col))
+            kinds.append(kind)
+            entropy.append(ent)
+    return TileBases(split, np.stack(clean), np.asarray(label, dtype=np.int64),
+                     np.asarray(pos, dtype=np.float64), tuple(kinds), tuple(entropy), pixel_size_A)
+
+
+class SimulatedTileDataset(Dataset):
+    """Augmented samples of a set of bases; sample i uses base ``i % len(bases)``.
+
+    Items are dicts of tensors: ``image`` float32 (1, T, T) standardised, ``label`` int64,
+    ``pos`` float32 (2,) defect (row, col) in tile pixels (NaN for pristine), ``noise`` int64.
+    """
+
+    def __init__(self, bases: TileBases, *, n_samples: int, seed: int,
+                 params: AugmentParams = AugmentParams()) -> None:
+        if n_samples < 1:
+            raise ValueError(f"n_samples={n_samples} must be >= 1")
+        need = params.min_base_size_px()
+        if bases.clean.shape[-1] < need:
+            raise ValueError(
+                f"base_size_px={bases.clean.shape[-1]} is too small for a {params.tile_size_px} px "
+                f"tile with max_shear={params.max_shear}, zoom_range={tuple(params.zoom_range)}, "
+                f"max_shift_px={params.max_shift_px}: need >= {need}")
+        if not np.isclose(bases.pixel_size_A, params.pixel_size_A):
+            raise ValueError(f"pixel_size_A: bases {bases.pixel_size_A} != augmentation "
+                             f"{params.pixel_size_A}")
+        self.bases, self.n_samples, self.seed, self.params = bases, int(n_samples), int(seed), params
+        self._split_id = _split_id(bases.split)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def base_index(self, index: int) -> int:
+        """Which base sample ``index`` is made from."""
+        return index % len(self.bases)
+
+    def sample(self, index: int, *, noise: int | None = None) -> AugmentedTile:
+        """Sample ``index`` as numpy arrays (clean tile too); ``noise`` forces a noise mode."""
+        if not 0 <= index < self.n_samples:
+            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
+        rng = np.random.default_rng([self.seed, self._split_id, SAMPLE_STREAM, int(index)])
+        b = self.base_index(index)
+        return augment_tile(self.bases.clean[b], self.bases.pos[b], params=self.params, rng=rng,
+                            noise=noise)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.sample(int(index))
+        return {
+            "image": torch.from_numpy(standardize_tiles(s.image)[None]),
+            "label": torch.tensor(self.bases.label[self.base_index(int(index))], dtype=torch.int64),
+            "pos": torch.from_numpy(s.pos.astype(np.float32)),
+            "noise": torch.tensor(s.noise, dtype=torch.int64),
+        }
+
+
+def make_split(
+    classes: ClassSet,
+    *,
+    split: str,
+    seed: int,
+    n_bases_per_class: int,
+    n_samples: int,
+    material: Material,
+    base_size_px: int = 112,
+    params: AugmentParams = AugmentParams(),
+    max_offset_px: float = 2.0,
+    probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
+    z_exponent_range: tuple[float, float] = (1.6, 1.9),
+) -> SimulatedTileDataset:
+    """Simulate the bases of one split and wrap them in a :class:`SimulatedTileDataset`.
+
+    E.g. fresh held-out tiles for a shipped model:
+    ``make_split(ClassSet.from_mapping(None), split="test", seed=2024, n_bases_per_class=8,
+    n_samples=2000, material=get_material("WS2"))``.
+    """
+    bases = simulate_bases(classes, material=material, n_per_class=n_bases_per_class, split=split,
+                           seed=seed, size_px=base_size_px, pixel_size_A=params.pixel_size_A,
+                           max_offset_px=max_offset_px, probe_fwhm_range_A=probe_fwhm_range_A,
+                           z_exponent_range=z_exponent_range)
+    return SimulatedTileDataset(bases, n_samples=n_samples, seed=seed, params=params)
+
+
+def _positive_range(key: str, value: Sequence[float]) -> tuple[float, float]:
+    lo, hi = (float(v) for v in value)
+    if not 0 < lo <= hi:
+        raise ValueError(f"{key}={[lo, hi]} must be an ordered (min, max) with min > 0")
+    return lo, hi
+
+
+class SimulatedDataModule(pl.LightningDataModule):
+    """Train/val/test loaders of augmented simulated tiles (see docs/architecture.md).
+
+    Nothing is written to disk (``prepare_data`` is Lightning's no-op); ``setup(stage)``
+    simulates only the bases that stage needs (a few ms each). Constructor arguments mirror
+    ``conf/data/simulated.yaml``; the augmentation ones are those of
+    :class:`stem2d.sim.augment.AugmentParams`. Bad values raise ``ValueError`` naming the key.
+    """
+
+    def __init__(
+        self,
+        classes: Mapping[str, Sequence[str]] | ClassSet | None = None,
+        *,
+        material: str = "WS2",
+        n_bases_per_class: int = 9,
+        n_val_bases_per_class: int = 4,
+        n_test_bases_per_class: int = 8,
+        n_train_samples: int = 51125,
+        n_val_samples: int = 2560,
+        n_test_samples: int = 5120,
+        batch_size: int = 128,
+        num_workers: int = 1,
+        persistent_workers: bool = True,
+        seed: int = 0,
+        tile_size_px: int = TILE_SIZE_PX,
+        base_size_px: int = 112,
+        pixel_size_A: float = CANONICAL_PIXEL_SIZE_A,
+        max_offset_px: float = 2.0,
+        probe_fwhm_range_A: Sequence[float] = (0.8, 1.1),
+        z_exponent_range: Sequence[float] = (1.6, 1.9),
+        flip_probability: float = 0.5,
+        max_shear: float = 0.1,
+        zoom_range: Sequence[float] = (0.95, 1.05),
+        max_shift_px: float = 1.0,
+        dose_range_e_per_A2: Sequence[float] = (3.4e3, 1.1e5),
+        max_jitter_px: float = 0.5,
+        max_background_fraction: float = 0.3,
+        max_detector_sigma_counts: float = 1.0,
+        max_blur_px: float = 0.5,
+        noise_modes: Sequence[str] = NOISE_MODES,
+        noise_probabilities: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_mapping(classes)
+        self.material = get_material(str(material))
+        self.classes.validate(self.material)
+        counts = {"n_bases_per_class": n_bases_per_class, "n_val_bases_per_class": n_val_bases_per_class,
+                  "n_test_bases_per_class": n_test_bases_per_class, "n_train_samples": n_train_samples,
+                  "n_val_samples": n_val_samples, "n_test_samples": n_test_samples,
+                  "batch_size": batch_size}
+        for key, value in counts.items():
+            if int(value) < 1:
+                raise ValueError(f"{key}={value} must be >= 1")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers={num_workers} must be >= 0")
+        if int(seed) < 0:
+            raise ValueError(f"seed={seed} must be >= 0")
+        if not pixel_size_A > 0:
+            raise ValueError(f"pixel_size_A={pixel_size_A} must be > 0")
+        try:
+            check_tile_size(int(tile_size_px), float(pixel_size_A), self.material)
+        except ValueError as err:
+            raise ValueError(f"tile_size_px={tile_size_px}: {err}") from None
+        if max_offset_px < 0:
+            raise ValueError(f"max_offset_px={max_offset_px} must be >= 0")
+        self.params = AugmentParams(
+            tile_size_px=int(tile_size_px), pixel_size_A=float(pixel_size_A),
+            flip_probability=float(flip_probability), max_shear=float(max_shear),
+            zoom_range=tuple(float(z) for z in zoom_range), max_shift_px=float(max_shift_px),
+            dose_range_e_per_A2=tuple(float(d) for d in dose_range_e_per_A2),
+            max_jitter_px=float(max_jitter_px), max_background_fraction=float(max_background_fraction),
+            max_detector_sigma_counts=float(max_detector_sigma_counts), max_blur_px=float(max_blur_px),
+            noise_modes=tuple(str(m) for m in noise_modes),
+            noise_probabilities=None if noise_probabilities is None
+            else tuple(float(p) for p in noise_probabilities),
+        )
+        if int(base_size_px) < self.params.min_base_size_px():
+            raise ValueError(f"base_size_px={base_size_px} is too small for the augmentation: need "
+                             f">= {self.params.min_base_size_px()}")
+        self._sim = {"material": self.material, "base_size_px": int(base_size_px),
+                     "params": self.params, "max_offset_px": float(max_offset_px),
+                     "probe_fwhm_range_A": _positive_range("probe_fwhm_range_A", probe_fwhm_range_A),
+                     "z_exponent_range": _positive_range("z_exponent_range", z_exponent_range)}
+        self._bases = {"train": int(n_bases_per_class), "val": int(n_val_bases_per_class),
+                       "test": int(n_test_bases_per_class)}
+        self._samples = {"train": int(n_train_samples), "val": int(n_val_samples),
+                         "test": int(n_test_samples)}
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.persistent_workers, self.seed = bool(persistent_workers), int(seed)
+        self.datasets: dict[str, SimulatedTileDataset] = {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes.names
+
+    @property
+    def noise_modes(self) -> tuple[str, ...]:
+        return self.params.noise_modes
+
+    @property
+    def tile_size_px(self) -> int:
+        return self.params.tile_size_px
+
+    @property
+    def pixel_size_A(self) -> float:
+        return self.params.pixel_size_A
+
+    def setup(self, stage: str | None = None) -> None:
+        """Simulate the bases of the splits ``stage`` needs (fit: train+val, validate: val,
+        test: test, None: all); later calls reuse them."""
+        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (),
+                  None: SPLITS}
+        if stage not in stages:
+            raise ValueError(f"stage={stage!r}: expected one of {list(stages)}")
+        needed = stages[stage]
+        for split in needed:
+            if split not in self.datasets:
+                self.datasets[split] = make_split(
+                    self.classes, split=split, seed=self.seed, n_bases_per_class=self._bases[split],
+                    n_samples=self._samples[split], **self._sim)
+                log.info("%s: %d bases, %d samples", split, len(self.datasets[split].bases),
+                         self._samples[split])
+
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"call setup() before requesting the {split} dataloader")
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          generator=generator, num_workers=self.num_workers,
+                          persistent_workers=self.persistent_workers and self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
