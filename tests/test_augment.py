@@ -9,15 +9,13 @@ from stem2d.sim.augment import (
     NOISE_MODES,
     AugmentParams,
     Geometry,
-    acquire_tile,
     augment_tile,
     random_geometry,
-    scan_jitter,
-    smooth_field,
     transform_points,
     warp_tile,
 )
-from stem2d.sim.imaging import Acquisition
+from stem2d.sim.imaging import Acquisition, scan_jitter, smooth_field
+from stem2d.sim.imaging import acquire as acquire_tile
 from stem2d.sim.tiles import simulate_tile
 
 WS2 = get_material("WS2")

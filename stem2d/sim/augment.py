@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 from skimage.util import random_noise
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
-from stem2d.sim.imaging import Acquisition
+from stem2d.sim.imaging import Acquisition, acquire
 
 #: Noise modes: the STEM acquisition alone, and the original study's four on top of it.
 NOISE_MODES: tuple[str, ...] = ("dose", "gaussian", "s&p", "poisson", "speckle")
@@ -187,44 +187,6 @@ def warp_tile(base: np.ndarray, geometry: Geometry, *, tile_size_px: int, order:
                                     order=order, mode="nearest")
 
 
-def smooth_field(shape: tuple[int, int], *, length_px: float, rng=None) -> np.ndarray:
-    """Smooth random field in [0, 1] with correlation length ``length_px``.
-
-    Emulates a slowly varying background (amorphous carbon / hydrocarbon contamination): a sum
-    of Gaussian bumps of width ``length_px`` on a grid of the same spacing, as two small matrix
-    products (a fast tile-sized stand-in for :func:`stem2d.sim.imaging.smooth_background`).
-    """
-    rng = np.random.default_rng(rng)
-
-    def kernel(n: int) -> np.ndarray:
-        nodes = np.arange(-length_px, n + length_px, length_px)
-        return np.exp(-0.5 * ((np.arange(n)[:, None] - nodes[None, :]) / length_px) ** 2)
-
-    ky, kx = kernel(shape[0]), kernel(shape[1])
-    field = ky @ rng.standard_normal((ky.shape[1], kx.shape[1])) @ kx.T
-    field -= field.min()
-    return field / (field.max() + 1e-12)
-
-
-def scan_jitter(image: np.ndarray, *, jitter_px: float, correlation: float, rng=None) -> np.ndarray:
-    """Shift every scan line (row) sideways by an AR(1) random offset of RMS ``jitter_px``.
-
-    Emulates flyback / line-synchronisation jitter of the scan coils (vectorised twin of
-    :func:`stem2d.sim.imaging.line_jitter`, bilinear, edge values repeated).
-    """
-    rng = np.random.default_rng(rng)
-    n_rows, n_cols = image.shape
-    innovations = rng.standard_normal(n_rows) * jitter_px * np.sqrt(1.0 - correlation**2)
-    innovations[0] = rng.standard_normal() * jitter_px
-    shifts = signal.lfilter([1.0], [1.0, -correlation], innovations)
-    x = np.clip(np.arange(n_cols)[None, :] - shifts[:, None], 0, n_cols - 1)
-    i0 = np.minimum(np.floor(x).astype(np.intp), n_cols - 2)
-    w = x - i0
-    left = np.take_along_axis(image, i0, axis=1)
-    right = np.take_along_axis(image, i0 + 1, axis=1)
-    return left * (1.0 - w) + right * w
-
-
 def random_acquisition(rng=None, *, params: AugmentParams = AugmentParams()) -> Acquisition:
     """Draw acquisition settings: log-uniform dose, uniform jitter/background/detector noise."""
     rng = np.random.default_rng(rng)
@@ -237,33 +199,6 @@ def random_acquisition(rng=None, *, params: AugmentParams = AugmentParams()) -> 
         background_fraction=rng.uniform(0.0, params.max_background_fraction),
         background_length_A=rng.uniform(*params.background_length_range_A),
     )
-
-
-def acquire_tile(clean: np.ndarray, *, pixel_size_A: float, acq: Acquisition, blur_px: float = 0.0,
-                 rng=None) -> np.ndarray:
-    """Detector counts of a clean tile (W peak ~1), in the order things happen.
-
-    Emulates: residual probe broadening / vibration (Gaussian blur of ``blur_px``), a
-    contamination background, scan-line jitter, electron shot noise (Poisson at
-    ``acq.peak_counts(pixel_size_A)`` counts per W peak) and detector read-out noise. Same
-    physics and parameters as :func:`stem2d.sim.imaging.acquire`, about 4x faster on 64 px tiles.
-
-    Returns
-    -------
-    ndarray, float64, shape of ``clean``; counts.
-    """
-    rng = np.random.default_rng(rng)
-    signal_ = ndimage.gaussian_filter(clean, blur_px) if blur_px > 0 else clean
-    if acq.background_fraction > 0:
-        bg = smooth_field(clean.shape, length_px=acq.background_length_A / pixel_size_A, rng=rng)
-        signal_ = signal_ + acq.background_fraction * bg
-    if acq.jitter_px > 0:
-        signal_ = scan_jitter(signal_, jitter_px=acq.jitter_px, correlation=acq.jitter_correlation,
-                              rng=rng)
-    counts = rng.poisson(np.clip(signal_, 0.0, None) * acq.peak_counts(pixel_size_A)).astype(np.float64)
-    if acq.detector_sigma_counts > 0:
-        counts += rng.normal(0.0, acq.detector_sigma_counts, size=counts.shape)
-    return counts
 
 
 def add_skimage_noise(counts: np.ndarray, mode: str, *, rng=None) -> np.ndarray:
@@ -317,7 +252,7 @@ def augment_tile(base: np.ndarray, base_pos: np.ndarray, *, params: AugmentParam
         noise = int(rng.choice(len(params.noise_modes), p=params.noise_probabilities))
     acq = random_acquisition(rng, params=params)
     blur = rng.uniform(0.0, params.max_blur_px)
-    image = acquire_tile(clean, pixel_size_A=params.pixel_size_A, acq=acq, blur_px=blur, rng=rng)
+    image = acquire(clean, pixel_size_A=params.pixel_size_A, acq=acq, blur_px=blur, rng=rng).astype(np.float64)
     mode = params.noise_modes[noise]
     if mode != "dose":
         image = add_skimage_noise(image, mode, rng=rng)

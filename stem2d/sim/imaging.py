@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import ndimage, signal, sparse
 
 from stem2d.sim.lattice import Columns, column_weights
 
@@ -178,58 +178,81 @@ def render_haadf(
     return image
 
 
-def smooth_background(
-    shape: tuple[int, int], *, pixel_size_A: float, length_A: float, rng=None
-) -> np.ndarray:
-    """Smooth random field in [0, 1] with correlation length ``length_A`` (contamination)."""
+def smooth_field(shape: tuple[int, int], *, length_px: float, rng=None) -> np.ndarray:
+    """Smooth random field in [0, 1] with correlation length ``length_px``.
+
+    Emulates a slowly varying background (amorphous carbon / hydrocarbon contamination): a sum
+    of Gaussian bumps of width ``length_px`` on a grid of the same spacing with random
+    amplitudes, computed as two small matrix products.
+    """
     rng = np.random.default_rng(rng)
-    sigma_px = max(length_A / pixel_size_A, 1.0)
-    small = tuple(max(int(np.ceil(n / sigma_px)) + 3, 4) for n in shape)
-    coarse = ndimage.gaussian_filter(rng.standard_normal(small), 1.0, mode="wrap")
-    zoom = [n / s for n, s in zip(shape, small)]
-    field = ndimage.zoom(coarse, zoom, order=3, mode="grid-wrap", grid_mode=True)[: shape[0], : shape[1]]
+    length_px = max(float(length_px), 1.0)
+
+    def kernel(n: int) -> np.ndarray:
+        nodes = np.arange(-length_px, n + length_px, length_px)
+        return np.exp(-0.5 * ((np.arange(n)[:, None] - nodes[None, :]) / length_px) ** 2)
+
+    ky, kx = kernel(shape[0]), kernel(shape[1])
+    field = ky @ rng.standard_normal((ky.shape[1], kx.shape[1])) @ kx.T
     field -= field.min()
     return field / (field.max() + 1e-12)
 
 
-def line_jitter(
-    image: np.ndarray, *, jitter_px: float, correlation: float = 0.5, rng=None
+def smooth_background(
+    shape: tuple[int, int], *, pixel_size_A: float, length_A: float, rng=None
 ) -> np.ndarray:
-    """Shift every scan line (row) sideways by a random AR(1) offset of RMS ``jitter_px``."""
+    """:func:`smooth_field` with its correlation length in angstrom."""
+    return smooth_field(shape, length_px=length_A / pixel_size_A, rng=rng)
+
+
+def scan_jitter(image: np.ndarray, *, jitter_px: float, correlation: float = 0.5, rng=None) -> np.ndarray:
+    """Shift every scan line (row) sideways by an AR(1) random offset of RMS ``jitter_px``.
+
+    Emulates flyback / line-synchronisation jitter of the scan coils (bilinear interpolation,
+    edge values repeated).
+    """
     rng = np.random.default_rng(rng)
     if jitter_px == 0:
-        return image.copy()
-    n_rows = image.shape[0]
-    innovations = rng.standard_normal(n_rows) * jitter_px * np.sqrt(1 - correlation**2)
-    shifts = np.empty(n_rows)
-    shifts[0] = rng.standard_normal() * jitter_px
-    for r in range(1, n_rows):
-        shifts[r] = correlation * shifts[r - 1] + innovations[r]
-    rr, cc = np.meshgrid(np.arange(n_rows), np.arange(image.shape[1]), indexing="ij")
-    return ndimage.map_coordinates(image, [rr, cc - shifts[:, None]], order=1, mode="nearest")
+        return np.array(image, dtype=np.float64)
+    n_rows, n_cols = image.shape
+    innovations = rng.standard_normal(n_rows) * jitter_px * np.sqrt(1.0 - correlation**2)
+    innovations[0] = rng.standard_normal() * jitter_px
+    shifts = signal.lfilter([1.0], [1.0, -correlation], innovations)
+    x = np.clip(np.arange(n_cols)[None, :] - shifts[:, None], 0, n_cols - 1)
+    i0 = np.minimum(np.floor(x).astype(np.intp), n_cols - 2)
+    w = x - i0
+    left = np.take_along_axis(image, i0, axis=1)
+    right = np.take_along_axis(image, i0 + 1, axis=1)
+    return left * (1.0 - w) + right * w
 
 
 def acquire(
-    clean: np.ndarray, *, pixel_size_A: float, acq: Acquisition = Acquisition(), rng=None
+    clean: np.ndarray,
+    *,
+    pixel_size_A: float,
+    acq: Acquisition = Acquisition(),
+    blur_px: float = 0.0,
+    rng=None,
 ) -> np.ndarray:
     """Turn a clean image (W column peak ~1) into detector counts.
 
-    Applies, in the order they happen: contamination background, scan-line jitter, Poisson shot
-    noise at the dose, Gaussian detector noise.
+    Applies, in the order they happen: residual probe broadening / vibration (Gaussian blur of
+    ``blur_px``), contamination background, scan-line jitter, Poisson shot noise at the dose,
+    Gaussian detector noise.
 
     Returns
     -------
     ndarray, float32, same shape as ``clean``; counts.
     """
     rng = np.random.default_rng(rng)
-    peak = acq.peak_counts(pixel_size_A)
-    signal = clean
+    signal_ = ndimage.gaussian_filter(clean, blur_px) if blur_px > 0 else clean
     if acq.background_fraction > 0:
         bg = smooth_background(clean.shape, pixel_size_A=pixel_size_A,
                                length_A=acq.background_length_A, rng=rng)
-        signal = signal + acq.background_fraction * bg
-    signal = line_jitter(signal, jitter_px=acq.jitter_px, correlation=acq.jitter_correlation, rng=rng)
-    counts = rng.poisson(np.clip(signal, 0, None) * peak).astype(np.float64)
+        signal_ = signal_ + acq.background_fraction * bg
+    if acq.jitter_px > 0:
+        signal_ = scan_jitter(signal_, jitter_px=acq.jitter_px, correlation=acq.jitter_correlation, rng=rng)
+    counts = rng.poisson(np.clip(signal_, 0, None) * acq.peak_counts(pixel_size_A)).astype(np.float64)
     if acq.detector_sigma_counts > 0:
         counts += rng.normal(0.0, acq.detector_sigma_counts, size=counts.shape)
     return counts.astype(np.float32)
