@@ -1,0 +1,112 @@
+"""Command: ``python -m stem2d.evolution PATH`` analyses the defect evolution of an infer run.
+
+PATH is an infer run folder (``detections.csv`` and ``summary.json`` with ``pixel_size_A`` and
+``frame_shape``, optionally ``n_frames``) or a detections CSV (then give ``--pixel-size-A`` and
+``--frame-shape``, or ``--frames``). Outputs go next to the detections, or into ``--out``.
+Options given on the command line win over ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stem2d.evolution import evolve
+
+log = logging.getLogger("stem2d.evolution")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stem2d.evolution", description=__doc__.split("\n\n")[0])
+    p.add_argument("path", type=Path, help="infer run folder or detections CSV")
+    p.add_argument("--pixel-size-A", type=float, help="angstrom per px (required for a bare CSV)")
+    p.add_argument("--frame-shape", type=int, nargs=2, metavar=("H", "W"), help="frame size in px")
+    p.add_argument("--n-frames", type=int, help="number of frames (default: from frames or detections)")
+    p.add_argument("--frames", type=Path, help="movie (.npy or .tif, shape T x H x W) for drift correction")
+    p.add_argument("--dose-per-frame", type=float, help="electron dose per frame, e/A^2")
+    p.add_argument("--frame-time-s", type=float, help="seconds per frame")
+    p.add_argument("--material", default="WS2", help="sets the lattice constant (default WS2)")
+    p.add_argument("--diffusing-class", default="s_vacancy", help="class for diffusion and creation")
+    p.add_argument("--search-range-A", type=float, default=5.0, help="linking search range, angstrom")
+    p.add_argument("--memory", type=int, default=2, help="frames a defect may be missed (gap closing)")
+    p.add_argument("--max-lag-frames", type=int, default=4, help="largest MSD lag fitted")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the D interval")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out", type=Path, help="output folder (default: the detections' folder)")
+    return p
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, dict, Path]:
+    """Detections table, metadata from summary.json (or {}), and the default output folder."""
+    path: Path = args.path
+    if path.is_dir():
+        csv, meta_path = path / "detections.csv", path / "summary.json"
+        for f in (csv, meta_path):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: not found (an infer run folder holds detections.csv and summary.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+    elif path.is_file():
+        csv, meta = path, {}
+    else:
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return pd.read_csv(csv), meta, csv.parent
+
+
+def _read_frames(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"--frames {path}: not found")
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    raise ValueError(f"--frames {path}: expected a .npy or .tif/.tiff stack")
+
+
+def _pick(value, meta: dict, key: str, flag: str, path: Path):
+    """The command-line value, else ``meta[key]``; ValueError naming both when neither is there."""
+    if value is None:
+        value = meta.get(key)
+    if value is None:
+        raise ValueError(f"{path}: {key} unknown; give {flag} (or {key!r} in summary.json)")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        detections, meta, default_out = _read_inputs(args)
+        frames = None if args.frames is None else _read_frames(args.frames)
+        if frames is not None:
+            meta.setdefault("frame_shape", list(frames.shape[1:]))
+        pixel_size_A = _pick(args.pixel_size_A, meta, "pixel_size_A", "--pixel-size-A", args.path)
+        frame_shape = _pick(args.frame_shape, meta, "frame_shape", "--frame-shape H W", args.path)
+        n_frames = args.n_frames if args.n_frames is not None else meta.get("n_frames")
+        result = evolve(
+            detections, pixel_size_A=float(pixel_size_A), frame_shape=tuple(frame_shape), frames=frames,
+            dose_per_frame=args.dose_per_frame, n_frames=n_frames, material=args.material,
+            diffusing_class=args.diffusing_class, search_range_A=args.search_range_A, memory=args.memory,
+            max_lag_frames=args.max_lag_frames, frame_time_s=args.frame_time_s, n_boot=args.n_boot, rng=args.seed,
+        )
+        paths = result.write(args.out or default_out)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    d = result.diffusion
+    log.info("%d tracks; %s hop rate %s /frame; summary: %s", result.tracks["track"].nunique(), d["class"],
+             "n/a" if d["hop_rate_per_frame"] is None else f"{d['hop_rate_per_frame']:.3g}", paths["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
