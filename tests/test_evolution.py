@@ -327,3 +327,18 @@ def test_write_outputs_and_command(tmp_path):
         main([str(run / "detections.csv")])  # a bare CSV needs --pixel-size-A
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
+
+
+def test_evolve_uses_given_drift():
+    """A static defect seen through a known drift is one immobile track once drift_px is given."""
+    import pandas as pd
+
+    from stem2d.evolution import evolve
+
+    drift = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
+    det = pd.DataFrame({"frame": np.arange(4), "row": 50 + drift[:, 0], "col": 60 + drift[:, 1],
+                        "class": "w_vacancy", "score": 0.9})
+    res = evolve(det, pixel_size_A=0.3, frame_shape=(128, 128), drift_px=drift, n_boot=10)
+    np.testing.assert_allclose(res.tracks["row_corrected"], 50.0)
+    np.testing.assert_allclose(res.tracks["col_corrected"], 60.0)
+    assert res.tracks["track"].nunique() == 1

@@ -162,6 +162,7 @@ def evolve(
     pixel_size_A: float,
     frame_shape: Sequence[int],
     frames: ArrayLike | None = None,
+    drift_px: ArrayLike | None = None,
     dose_per_frame: ArrayLike | None = None,
     n_frames: int | None = None,
     classes: Sequence[str] = (),
@@ -188,6 +189,9 @@ def evolve(
     frames : array_like (T, H, W) or None
         The movie; when given, sample drift is estimated from the lattice and removed before
         linking and analysis. Without it positions are used as they are.
+    drift_px : array_like (T, 2) or None
+        Sample drift per frame (row, col) in px relative to frame 0, already measured (e.g. by
+        a streaming pipeline that never holds the whole movie); used when ``frames`` is None.
     dose_per_frame : float or array_like (T,) or None
         Electron dose per frame in e/A^2, for counts vs accumulated dose and creation per dose.
     n_frames : int or None
@@ -236,7 +240,7 @@ def evolve(
     n_frames = _resolve_n_frames(n_frames, stack, dose_per_frame, det)
     dose = analysis.dose_array(dose_per_frame, n_frames)
     search_px = search_range_A / pixel_size_A
-    drift = None
+    drift = None if drift_px is None else np.asarray(drift_px, dtype=np.float64).reshape(-1, 2)
     if stack is not None:
         period_px = a_A / pixel_size_A
         drift = estimate_drift(stack, max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
