@@ -1,30 +1,32 @@
-# Two commands do all the set-up:  `make demo` (main job)  and  `make test` (tests).
+# Two commands do all the set-up:  `make demo` (the main job) and `make test` (the tests).
+# Both install what is missing into the current Python environment first.
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
 
-.PHONY: install demo test test-all bench preview weights
+.PHONY: install demo test test-all bench preview
 
-# torch: keep whatever torch is already installed (a GPU user's CUDA build is never replaced);
-# only a machine without torch gets the CPU wheel, so no CPU user downloads CUDA.
-$(STAMP): pyproject.toml
+# torch: whatever torch is installed is kept (a GPU user's CUDA build is never replaced);
+# only an environment without torch gets the CPU wheel, so no CPU user downloads CUDA.
+# The editable install is redone when pyproject.toml changes or it points at another checkout.
+install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test]"
-	@touch $(STAMP)
+	@$(PYTHON) -c "import pathlib, stem2d, hydra_plugins.stem2d_optuna_sweeper; \
+	  assert pathlib.Path(stem2d.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve()" 2>/dev/null \
+	  && [ $(STAMP) -nt pyproject.toml ] \
+	  || { $(PIP) install -e ".[test]" && touch $(STAMP); }
 
-install: $(STAMP)
-
-demo: $(STAMP)
+demo: install
 	$(PYTHON) infer.py
 
-test: $(STAMP)
+test: install
 	$(PYTHON) -m pytest -q
 
-test-all: $(STAMP)
+test-all: install
 	$(PYTHON) -m pytest -q -m "slow or not slow"
 
-bench: $(STAMP)
+bench: install
 	$(PYTHON) -m stem2d.bench
 
-preview: $(STAMP)
-	$(PYTHON) -m stem2d.preview
+preview: install
+	$(PYTHON) -m stem2d.preview --out preview.png
