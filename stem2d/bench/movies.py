@@ -1,0 +1,93 @@
+"""Run the movie pipeline (``stem2d.pipeline.infer_movie.run_movie``) on synthetic movies.
+
+Configs are composed from ``conf/infer.yaml`` with override strings, as ``python infer.py ...``
+does, so the benchmark measures exactly what the CLI runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from stem2d.bench.config import BenchConfig, Checkpoints
+from stem2d.classes import ClassSet
+from stem2d.pipeline.infer_movie import run_movie
+from stem2d.sim.movie import MovieConfig, SyntheticMovie, simulate_movie
+
+log = logging.getLogger(__name__)
+
+#: Outputs a scoring run does not need (the speed section measures the video separately).
+QUIET = ("outputs.video=false", "outputs.tensorboard=false", "outputs.progress=false")
+
+
+def movie_overrides(cfg: BenchConfig, *, seed: int, n_frames: int, dose_e_per_A2: float) -> list[str]:
+    """Overrides selecting one synthetic movie (the rest of ``conf/synthetic/ws2.yaml`` as is)."""
+    rows, cols = cfg.frame_shape
+    ov = [f"seed={int(seed)}", f"synthetic.n_frames={int(n_frames)}", f"synthetic.frame_shape=[{rows},{cols}]",
+          f"synthetic.dose_e_per_A2={float(dose_e_per_A2)!r}"]
+    if cfg.detect_tile_px is not None:
+        ov.append(f"detect.tile_px={int(cfg.detect_tile_px)}")
+    return ov
+
+
+def quote(value) -> str:
+    """A Hydra override value that stays one string whatever it holds (spaces, ``=``, quotes)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def model_overrides(ckpts: Checkpoints) -> list[str]:
+    """Overrides selecting the classifier and U-Net checkpoints."""
+    return [f"ckpt_path={quote(ckpts.cam_cnn)}", f"unet_ckpt_path={quote(ckpts.unet)}"]
+
+
+def compose_infer(conf_dir: Path, overrides: Sequence[str], *, run_dir: Path) -> DictConfig:
+    """``conf/infer.yaml`` with ``overrides``, its run folder set to ``run_dir`` (as the CLI would)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name="infer", return_hydra_config=True, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # @hydra.main hands the job its config without the hydra node
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def run(cfg: BenchConfig, overrides: Sequence[str], *, run_dir: Path, quiet: bool = True) -> dict:
+    """Compose and run the movie pipeline (``quiet``: without video, TensorBoard and progress bar);
+    returns its summary dict."""
+    infer_cfg = compose_infer(cfg.conf_dir, [*(QUIET if quiet else ()), *overrides], run_dir=run_dir)
+    log.info("run_movie %s -> %s", " ".join(overrides), run_dir)
+    return run_movie(infer_cfg)
+
+
+def synthetic_movie(conf_dir: Path, overrides: Sequence[str], *, run_dir: Path) -> SyntheticMovie:
+    """The synthetic movie (with truth) that ``run_movie`` sees for the same overrides."""
+    infer_cfg = compose_infer(conf_dir, overrides, run_dir=run_dir)
+    mcfg = MovieConfig(**OmegaConf.to_container(infer_cfg.synthetic, resolve=True))
+    classes = ClassSet.from_mapping(OmegaConf.to_container(infer_cfg.classes, resolve=True))
+    return simulate_movie(mcfg, rng=int(infer_cfg.seed), classes=classes)
+
+
+def true_pixel_size(summary: dict) -> float:
+    """Pixel size the synthetic movie was rendered at (from the generator parameters)."""
+    return float(summary["synthetic"]["params"]["pixel_size_A"])
+
+
+def drift_error_px(measured: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """RMS and largest error (px) of a measured drift path (T, 2) against the true one."""
+    measured, truth = np.asarray(measured, float).reshape(-1, 2), np.asarray(truth, float).reshape(-1, 2)
+    if measured.shape != truth.shape:
+        raise ValueError(f"drift paths differ in shape: measured {measured.shape}, true {truth.shape}")
+    err = np.linalg.norm(measured - truth, axis=1)
+    return {"rms_px": float(np.sqrt(np.mean(err**2))), "max_px": float(err.max()),
+            "path_px": float(np.linalg.norm(truth[-1] - truth[0]))}

@@ -1,0 +1,220 @@
+"""Benchmark 4: throughput of simulation, training, inference and the end-to-end pipeline.
+
+Every figure is a wall-clock rate measured here after one warm-up call (the machine may be
+shared: the report header gives the load average). The end-to-end figure runs
+``python infer.py`` in a subprocess, so its peak memory is that of the CLI alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
+from stem2d.bench import movies
+from stem2d.bench.config import BenchConfig, Checkpoints
+from stem2d.bench.report import NOT_AVAILABLE, Section, Table
+from stem2d.classes import DEFAULT_CLASSES
+from stem2d.data.simulated import SimulatedDataModule
+from stem2d.detect import predict_frame
+from stem2d.models.classifier import CamClassifier
+from stem2d.models.pixel import load_pixel_predictor
+from stem2d.pipeline.classify import classify_tiles, load_classifier
+from stem2d.sim.movie import MovieConfig, simulate_movie
+
+log = logging.getLogger(__name__)
+
+TITLE = "4. Speed"
+
+
+def rate(fn: Callable[[], int], *, repeats: int = 1) -> float:
+    """Items per second of ``fn`` (which returns how many items it processed), after one warm-up call."""
+    fn()
+    start, n = time.perf_counter(), 0
+    for _ in range(repeats):
+        n += fn()
+    return n / (time.perf_counter() - start)
+
+
+def _model_cfg(cfg: BenchConfig, name: str):
+    path = cfg.conf_dir / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {str(path)!r} does not exist")
+    return OmegaConf.load(path)
+
+
+def train_rate(cfg: BenchConfig, name: str, *, device: str) -> float:
+    """Tiles/s of forward + backward + optimizer steps of ``conf/model/<name>.yaml`` at ``train_batch``."""
+    mcfg = _model_cfg(cfg, name)
+    net = instantiate(mcfg.net, num_classes=len(DEFAULT_CLASSES)).to(device).train()
+    fmt = torch.channels_last if mcfg.get("channels_last", False) else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = instantiate(mcfg.optimizer)(params=net.parameters())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.randn(cfg.train_batch, 1, TILE_SIZE_PX, TILE_SIZE_PX, generator=gen).to(device, memory_format=fmt)
+    y = torch.randint(len(DEFAULT_CLASSES), (cfg.train_batch,), generator=gen).to(device)
+
+    def step() -> int:
+        for _ in range(cfg.train_steps):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return cfg.train_steps * cfg.train_batch
+
+    return rate(step)
+
+
+def _classifier(cfg: BenchConfig, ckpts: Checkpoints, device: str) -> tuple[CamClassifier, str]:
+    if ckpts.cam_cnn.is_file():
+        return load_classifier(ckpts.cam_cnn, map_location=device), f"`{ckpts.cam_cnn}`"
+    net = instantiate(_model_cfg(cfg, "cam_cnn").net, num_classes=len(DEFAULT_CLASSES))
+    model = CamClassifier(net, class_names=DEFAULT_CLASSES).to(device).eval()
+    return model, "untrained conf/model/cam_cnn.yaml net (checkpoint missing; same cost)"
+
+
+def _unet(cfg: BenchConfig, ckpts: Checkpoints, device: str):
+    if ckpts.unet.is_file():
+        return load_pixel_predictor(ckpts.unet).net.to(device).eval(), f"`{ckpts.unet}`"
+    net = instantiate(_model_cfg(cfg, "unet").net).to(device).eval()
+    return net, "untrained conf/model/unet.yaml net (checkpoint missing; same cost)"
+
+
+def _unet_frame(unet, canon: np.ndarray, device: str) -> Callable[[], int]:
+    """One probability map of ``canon`` per call (synchronised on a GPU); returns 1 (frame)."""
+    def once() -> int:
+        predict_frame(unet, canon)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return 1
+
+    return once
+
+
+def _tiles(cfg: BenchConfig) -> tuple[float, np.ndarray]:
+    """Simulated tiles/s (augmentation + standardisation, as the data loader does) and raw tiles."""
+    dm = SimulatedDataModule(None, seed=cfg.seed, n_test_bases_per_class=1, n_test_samples=cfg.speed_tiles,
+                             num_workers=0, persistent_workers=False)
+    dm.setup("test")
+    ds = dm.datasets["test"]
+    start = time.perf_counter()
+    for i in range(len(ds)):
+        ds[i]
+    tiles_s = len(ds) / (time.perf_counter() - start)
+    raw = np.stack([ds.sample(i).image for i in range(min(len(ds), cfg.infer_tiles))]).astype(np.float32)
+    reps = -(-cfg.infer_tiles // len(raw))
+    return tiles_s, np.concatenate([raw] * reps)[: cfg.infer_tiles]
+
+
+def _frames_rate(cfg: BenchConfig) -> float:
+    movie = simulate_movie(MovieConfig(n_frames=cfg.speed_frames, frame_shape=cfg.frame_shape), rng=cfg.seed)
+    start = time.perf_counter()
+    for k in range(len(movie.frames)):
+        movie.frames[k]
+    return len(movie.frames) / (time.perf_counter() - start)
+
+
+def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, run_dir: Path) -> tuple[dict, float]:
+    """The movie pipeline on a synthetic movie (overlay video on): its summary and the wall time.
+
+    ``python infer.py`` in a subprocess when ``cfg.e2e_subprocess`` (its peak memory is then the
+    CLI's alone), else ``run_movie`` in this process.
+    """
+    ov = [*movies.model_overrides(ckpts), *movies.movie_overrides(
+        cfg, seed=cfg.seed, n_frames=cfg.e2e_frames, dose_e_per_A2=cfg.default_dose_e_per_A2),
+        "mode=unet", "baseline=null", "outputs.video=true", "outputs.tensorboard=false", "outputs.progress=false"]
+    start = time.perf_counter()
+    if not cfg.e2e_subprocess:
+        summary = movies.run(cfg, ov, run_dir=run_dir, quiet=False)
+        return summary, time.perf_counter() - start
+    script = cfg.conf_dir.parent / "infer.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{str(script)!r} does not exist (the benchmark runs from a source checkout)")
+    proc = subprocess.run([sys.executable, str(script), *ov, f"hydra.run.dir={movies.quote(run_dir)}"],
+                          check=False, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"infer.py failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads((run_dir / "summary.json").read_text()), wall
+
+
+def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
+    """Measure throughput on this machine (and on a CUDA GPU when there is one)."""
+    threads = torch.get_num_threads()
+    t = Table(f"**Throughput on the CPU** (torch threads {threads}, seed {cfg.seed}, load average "
+              f"{os.getloadavg()[0]:.2f} when the section started).",
+              ["what", "rate", "unit", "settings"])
+    tiles_s, raw = _tiles(cfg)
+    t.add("simulate training tiles", tiles_s, "tiles/s",
+          f"{cfg.speed_tiles} augmented 64x64 tiles (SimulatedTileDataset item: warp, acquisition, standardise)")
+    h, w = cfg.frame_shape
+    t.add("simulate movie frames", _frames_rate(cfg), "frames/s",
+          f"{cfg.speed_frames} frames of {h}x{w} px (render + acquisition), MovieConfig defaults")
+    for name in ("cam_cnn", "seed_cnn"):
+        t.add(f"train {name}", train_rate(cfg, name, device="cpu"), "tiles/s",
+              f"{cfg.train_steps} forward+backward+step of conf/model/{name}.yaml at batch {cfg.train_batch}")
+    model, source = _classifier(cfg, ckpts, "cpu")
+    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
+          f"{len(raw)} tiles, batch 256, {source}")
+    unet, source = _unet(cfg, ckpts, "cpu")
+    n = cfg.unet_frame_px
+    canon = np.random.default_rng(cfg.seed).poisson(50.0, (n, n)).astype(np.float32)
+    t.add("U-Net probability map", rate(_unet_frame(unet, canon, "cpu"), repeats=3), "frames/s",
+          f"{n}x{n} px at {CANONICAL_PIXEL_SIZE_A} A/px (whole frame, one tile), {source}")
+    sec = Section(TITLE, tables=[t])
+    sec.tables.append(_e2e_table(cfg, ckpts, work))
+    if torch.cuda.is_available():
+        sec.tables.append(_gpu_table(cfg, ckpts, raw, canon))
+    else:
+        sec.paragraphs.append("No CUDA GPU on this machine: GPU figures skipped.")
+    return sec
+
+
+def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
+    h, w = cfg.frame_shape
+    how = "`python infer.py` (subprocess)" if cfg.e2e_subprocess else "`run_movie` (in the benchmark process)"
+    t = Table(f"**End to end**: {how} on a synthetic movie of {cfg.e2e_frames} frames of {h}x{w} px "
+              f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, mode=unet, overlay video on, "
+              "no baseline, evolution on).", ["what", "value", "unit"])
+    if not (ckpts.cam_cnn.is_file() and ckpts.unet.is_file()):
+        t.add("frames per second", NOT_AVAILABLE, "frames/s")
+        return t
+    summary, wall = end_to_end(cfg, ckpts, work / "end_to_end")
+    t.add("frames per second (read, detect, classify, drift, overlay)", summary["frames_per_s"], "frames/s")
+    for stage, seconds in summary["timings_s"].items():
+        t.add(f"time in stage '{stage}'", seconds, "s")
+    if cfg.e2e_subprocess:
+        t.add("whole command (Python start-up, setup, outputs)", wall, "s")
+        t.add("peak resident memory of the command", summary["peak_rss_mb"], "MB")
+    else:
+        t.add("whole run_movie call (setup, outputs)", wall, "s")
+        t.add("peak resident memory of the benchmark process so far", summary["peak_rss_mb"], "MB")
+    return t
+
+
+def _gpu_table(cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray, canon: np.ndarray) -> Table:
+    torch.cuda.reset_peak_memory_stats()
+    t = Table(f"**Throughput on the GPU** ({torch.cuda.get_device_name(0)}).", ["what", "rate", "unit", "settings"])
+    for name in ("cam_cnn", "seed_cnn"):
+        t.add(f"train {name}", train_rate(cfg, name, device="cuda"), "tiles/s",
+              f"{cfg.train_steps} steps at batch {cfg.train_batch}")
+    model, source = _classifier(cfg, ckpts, "cuda")
+    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
+          f"{len(raw)} tiles, batch 256, {source}")
+    unet, source = _unet(cfg, ckpts, "cuda")
+    t.add("U-Net probability map", rate(_unet_frame(unet, canon, "cuda"), repeats=5), "frames/s",
+          f"{cfg.unet_frame_px}x{cfg.unet_frame_px} px, {source}")
+    t.add("peak GPU memory", torch.cuda.max_memory_allocated() / 2**20, "MB", "torch.cuda.max_memory_allocated")
+    return t
