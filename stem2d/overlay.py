@@ -77,7 +77,8 @@ def render_overlay(
     labels: Sequence[int],
     class_names: Sequence[str],
     *,
-    heat_alpha: float = 0.45,
+    heat_alpha: float = 0.6,
+    heat_floor: float = 0.8,
     marker_radius_px: float = 6.0,
     tails: Sequence[np.ndarray] = (),
     title: str = "",
@@ -89,7 +90,9 @@ def render_overlay(
     frame : ndarray (H, W)
         The input frame (any scale).
     heat : ndarray (H, W) in [0, 1]
-        CAM heat map on the frame's grid (see :func:`insert_cams`).
+        CAM heat map on the frame's grid (see :func:`insert_cams`). Values below
+        ``heat_floor`` are not drawn (like the original study's CAM threshold), so the colour
+        marks where the classifier looked, not the whole window.
     points : ndarray (N, 2)
         Defect positions (row, col) in frame pixels.
     labels : sequence of int
@@ -108,8 +111,9 @@ def render_overlay(
     gray = to_uint8_gray(frame).astype(np.float32) / 255.0
     rgb = np.repeat(gray[..., None], 3, axis=2)
     cmap = colormaps["inferno"]
-    coloured = cmap(np.clip(heat, 0, 1))[..., :3]
-    alpha = heat_alpha * np.clip(heat, 0, 1)[..., None]
+    strength = np.clip((np.asarray(heat, dtype=np.float64) - heat_floor) / max(1.0 - heat_floor, 1e-6), 0, 1)
+    coloured = cmap(0.35 + 0.65 * strength)[..., :3]
+    alpha = heat_alpha * strength[..., None]
     rgb = rgb * (1 - alpha) + coloured * alpha
     img = Image.fromarray((rgb * 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)

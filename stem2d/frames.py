@@ -1,0 +1,117 @@
+"""Per-frame analysis: candidate defect sites -> 64 x 64 windows -> CAM classifier -> defects.
+
+The frame is resampled to the classifier's canonical sampling (0.3 A/px) first, so the same
+weights serve any input pixel size; positions are mapped back to input pixels at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.transform import resize
+
+from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
+from stem2d.io.scale import resample, resample_factors, to_input_coords
+from stem2d.overlay import insert_cams
+from stem2d.windows import extract_windows, merge_close, window_origins
+
+#: A detector maps a canonical-sampling frame to candidate points (N, 2) and scores (N,).
+Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: A tile classifier maps (N, 64, 64) windows to (labels, probs, cams, cam_pos) arrays.
+TileClassifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Defects found in one frame.
+
+    Attributes
+    ----------
+    points : ndarray, (N, 2)
+        Defect positions (row, col) in input-frame pixels.
+    labels : ndarray, int, (N,)
+        Class index.
+    scores : ndarray, (N,)
+        Classifier probability of the predicted class.
+    detect_scores : ndarray, (N,)
+        Score of the detector that proposed the site (pixel-predictor probability, Fourier
+        residual, or the classifier score in grid mode).
+    cams : ndarray, (N, 64, 64)
+        CAM of the predicted class in each window.
+    heat : ndarray or None, (H, W)
+        The CAMs inserted back into the frame, on the input grid.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    detect_scores: np.ndarray
+    cams: np.ndarray
+    heat: np.ndarray | None
+
+
+def analyze_frame(
+    frame: np.ndarray,
+    *,
+    pixel_size_A: float,
+    detector: Detector,
+    classify: TileClassifier,
+    pristine_index: int | None = 0,
+    refine_with_cam: bool = False,
+    merge_dist_A: float = 1.5,
+    with_heat: bool = True,
+) -> FrameResult:
+    """Find and classify the defects of one frame.
+
+    Parameters
+    ----------
+    frame : ndarray, (H, W)
+        Raw frame (counts) at ``pixel_size_A``.
+    pixel_size_A : float
+        Input sampling in angstrom per pixel.
+    detector : callable
+        Proposes candidate sites on the canonical-sampling frame.
+    classify : callable
+        Classifies 64 x 64 windows (see :data:`TileClassifier`).
+    pristine_index : int or None, default 0
+        Windows classified as this class are dropped (not defects); None keeps all.
+    refine_with_cam : bool, default False
+        Move each site to its CAM peak (for the grid mode, whose windows are not centred on
+        defects), then merge sites closer than ``merge_dist_A``.
+    with_heat : bool, default True
+        Also build the CAM heat map on the input grid (for the overlay movie).
+    """
+    factors = resample_factors(frame.shape, from_pixel_size_A=pixel_size_A,
+                               to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+    canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+    points, det_scores = detector(canon)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    windows = extract_windows(canon, points)
+    if len(windows):
+        labels, probs, cams, cam_pos = classify(windows)
+    else:
+        labels, probs = np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
+        cams, cam_pos = np.zeros((0, TILE_SIZE_PX, TILE_SIZE_PX), np.float32), np.zeros((0, 2))
+    scores = probs.max(axis=1) if len(probs) else np.zeros(0)
+    keep = np.ones(len(points), bool) if pristine_index is None else labels != pristine_index
+    centres = points.copy()  # window centres, where the CAMs belong in the heat map
+    if refine_with_cam:
+        refined = window_origins(points) + cam_pos
+        ok = np.isfinite(refined).all(axis=1)
+        points = np.where(ok[:, None], refined, points)
+        keep &= ok
+        idx = np.flatnonzero(keep)
+        order = merge_close(points[idx], scores[idx], min_dist=merge_dist_A / CANONICAL_PIXEL_SIZE_A)
+        keep = np.zeros(len(points), bool)
+        keep[idx[order]] = True
+        det_scores = scores.copy()
+    points, centres, labels, scores, det_scores, cams = (
+        a[keep] for a in (points, centres, labels, scores, det_scores, cams))
+    heat = None
+    if with_heat:
+        heat_canon = insert_cams(canon.shape, centres, cams)
+        heat = resize(heat_canon, frame.shape, order=1, preserve_range=True).astype(np.float32)
+    return FrameResult(to_input_coords(points, factors), labels, scores, det_scores, cams, heat)

@@ -1,0 +1,397 @@
+"""``python infer.py movie=PATH``: every defect in every frame, classified, with CAMs and scores.
+
+Frames are read, analysed and written one at a time (bounded memory). Outputs land in the run
+folder; every file is written under a temporary name and renamed when complete, and
+``summary.json`` is written last, so a run that died midway has no summary and no file that
+looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from stem2d import CANONICAL_PIXEL_SIZE_A, __version__
+from stem2d.classes import ClassSet
+from stem2d.frames import analyze_frame
+from stem2d.materials import get_material
+from stem2d.overlay import render_overlay
+from stem2d.pipeline.utils import atomic_path, output_dir
+from stem2d.video import OverlayMovieWriter
+
+log = logging.getLogger(__name__)
+
+DETECTION_COLUMNS = ["frame", "row", "col", "class", "score"]
+
+
+@dataclass
+class _Timer:
+    """Wall-clock seconds per stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - start
+        return now
+
+
+@dataclass
+class _Input:
+    frames: Any
+    pixel_size_A_metadata: float | None
+    source: str
+    truth: pd.DataFrame | None
+    extra: dict
+
+
+def open_input(cfg: DictConfig, classes: ClassSet) -> _Input:
+    """The movie named by ``cfg.movie``, or a synthetic movie with truth when it is null."""
+    if cfg.get("movie"):
+        from stem2d.io.readers import read_movie
+
+        movie = read_movie(str(cfg.movie), dataset=cfg.get("dataset"), lazy=True)
+        truth = _find_truth(Path(str(cfg.movie)))
+        return _Input(movie.frames, movie.pixel_size_A, movie.source, truth, {})
+    from stem2d.sim.movie import MovieConfig, simulate_movie
+
+    mcfg = MovieConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
+    movie = simulate_movie(mcfg, rng=int(cfg.seed), classes=classes)
+    extra = {"synthetic": {"seed": int(cfg.seed), "params": _plain(movie.params)}}
+    return _Input(movie.frames, movie.pixel_size_A, f"synthetic(seed={cfg.seed})", movie.truth, extra)
+
+
+def _find_truth(path: Path) -> pd.DataFrame | None:
+    """``<stem>_truth.csv`` beside a movie (as written by ``stem2d.sim.movie_cli``), if any."""
+    candidate = path.with_name(f"{path.stem}_truth.csv")
+    if not candidate.is_file():
+        return None
+    truth = pd.read_csv(candidate)
+    missing = {"frame", "row", "col", "class"} - set(truth.columns)
+    if missing:
+        raise ValueError(f"truth file {str(candidate)!r} lacks columns {sorted(missing)}")
+    return truth
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-friendly copy (numpy scalars/arrays to Python, NaN to None)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_plain(obj), indent=2, allow_nan=False))
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.3f")
+
+
+def _frames_to_table(rows: list[pd.DataFrame]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=DETECTION_COLUMNS)
+    return pd.concat(rows, ignore_index=True)[DETECTION_COLUMNS]
+
+
+def _result_table(k: int, result, class_names: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "frame": np.full(len(result.labels), k, dtype=np.int64),
+        "row": result.points[:, 0],
+        "col": result.points[:, 1],
+        "class": np.asarray(class_names, dtype=object)[result.labels] if len(result.labels) else [],
+        "score": result.scores,
+    })
+
+
+# ---------------------------------------------------------------- detectors and classifier
+
+
+def build_detector(mode: str, cfg: DictConfig, material, unet=None):
+    """The candidate-site proposer for ``mode`` (``unet``, ``fourier``, ``lattice`` or ``grid``).
+
+    Every detector works on the canonical-sampling frame (0.3 A/px).
+    """
+    det = cfg.detect
+    if mode == "unet":
+        from stem2d.detect import extract_defects, predict_frame
+
+        def unet_detector(canon: np.ndarray):
+            prob = predict_frame(unet, canon, tile=int(det.tile_px))
+            return extract_defects(prob, threshold=float(det.threshold), min_area_px=int(det.min_area_px),
+                                   max_area_px=int(det.max_area_px),
+                                   min_dist_px=float(det.merge_dist_A) / CANONICAL_PIXEL_SIZE_A)
+
+        return unet_detector
+    if mode in ("fourier", "lattice"):
+        from stem2d.fourier import LABELERS
+
+        labeler = LABELERS[mode]
+
+        def fourier_detector(canon: np.ndarray):
+            points = labeler(canon, material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+            return points, np.ones(len(points))
+
+        return fourier_detector
+    if mode == "grid":
+        from stem2d.windows import grid_centres
+
+        def grid_detector(canon: np.ndarray):
+            points = grid_centres(canon.shape, stride=int(det.grid_stride_px))
+            return points, np.zeros(len(points))
+
+        return grid_detector
+    raise ValueError(f"mode={mode!r} is not known; choose unet, grid, lattice or fourier")
+
+
+def _classifier_fn(model, batch_size: int):
+    from stem2d.pipeline.classify import classify_tiles
+
+    def classify(windows: np.ndarray):
+        r = classify_tiles(model, windows, batch_size=batch_size)
+        return r.labels, r.probs, r.cams, r.cam_pos
+
+    return classify
+
+
+def _load_unet(path: str | None):
+    from importlib import resources
+
+    from stem2d.models.pixel import load_pixel_predictor
+
+    if path is None:
+        path = str(resources.files("stem2d") / "weights" / "unet_ws2.ckpt")
+    model = load_pixel_predictor(path)
+    return model.net.eval()
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _pairwise_drift(prev: np.ndarray, cur: np.ndarray, *, period_px: float) -> np.ndarray:
+    """Drift (row, col) in px of ``cur`` relative to ``prev`` from the lattice."""
+    from stem2d.evolution.drift import estimate_drift
+
+    return estimate_drift(np.stack([prev, cur]), max_step_px=max(1.0, 0.45 * period_px),
+                          highpass_sigma_px=period_px)[1]
+
+
+def run_movie(cfg: DictConfig) -> dict:
+    """Analyse a movie end to end and write the run folder; return the summary dict."""
+    from stem2d.io.scale import measure_pixel_size
+    from stem2d.pipeline.classify import load_classifier
+
+    timer = _Timer()
+    t = time.perf_counter()
+    out = output_dir(cfg)
+    material = get_material(str(cfg.material))
+    classes = ClassSet.from_mapping(OmegaConf.to_container(cfg.classes, resolve=True))
+    if not cfg.get("movie"):
+        classes.validate(material)  # the synthetic movie places these kinds in this material
+    mode = str(cfg.mode)
+    inp = open_input(cfg, classes)
+    n_frames = len(inp.frames)
+    if cfg.get("max_frames"):
+        n_frames = min(n_frames, int(cfg.max_frames))
+    if n_frames == 0:
+        raise ValueError(f"movie {inp.source!r} has no frames")
+    first = np.asarray(inp.frames[0], dtype=np.float32)
+    given = float(cfg.pixel_size_A) if cfg.get("pixel_size_A") else None
+    if given is not None and not given > 0:
+        raise ValueError(f"pixel_size_A={given} must be > 0")
+    try:
+        scale = measure_pixel_size(first, material, metadata_pixel_size_A=inp.pixel_size_A_metadata)
+        measured = scale.pixel_size_A
+    except ValueError as err:
+        if given is None:
+            raise ValueError(f"movie {inp.source!r}, frame 0: cannot measure the pixel size of a "
+                             f"{material.name} lattice ({err}); give pixel_size_A= if you know it") from err
+        log.warning("frame 0: no lattice found (%s); using pixel_size_A=%s as given", err, given)
+        scale, measured = None, None
+    pixel_size_A = given if given is not None else measured
+    log.info("%s: %d frames of %s, pixel size %.4f A (lattice: %s A, metadata: %s)", inp.source, n_frames,
+             first.shape, pixel_size_A, measured, inp.pixel_size_A_metadata)
+    model = load_classifier(cfg.get("ckpt_path"),
+                            expected_classes=list(classes.names) if cfg.get("check_classes", True) else None)
+    class_names = tuple(model.class_names)
+    pristine = class_names.index("pristine") if "pristine" in class_names else None
+    unet = _load_unet(cfg.get("unet_ckpt_path")) if mode == "unet" else None
+    detector = build_detector(mode, cfg, material, unet)
+    classify = _classifier_fn(model, int(cfg.batch_size))
+    baseline_mode = cfg.get("baseline") if inp.truth is not None else None
+    baseline = build_detector(str(baseline_mode), cfg, material) if baseline_mode else None
+    t = timer.add("setup", t)
+
+    rows, base_rows, drift = [], [], [np.zeros(2)]
+    period_px = material.a_A / pixel_size_A
+    video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
+    overlay_samples = {}
+    try:
+        prev = None
+        for k in tqdm(range(n_frames), desc="frames", unit="frame", disable=not cfg.outputs.progress):
+            frame = np.asarray(inp.frames[k], dtype=np.float32)
+            if frame.shape != first.shape:
+                raise ValueError(f"movie {inp.source!r}: frame {k} has shape {frame.shape}, frame 0 {first.shape}")
+            t = timer.add("read", t)
+            res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
+                                pristine_index=pristine, refine_with_cam=mode == "grid",
+                                merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None)
+            rows.append(_result_table(k, res, class_names))
+            t = timer.add("analyse", t)
+            if baseline is not None:
+                bres = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=baseline, classify=classify,
+                                     pristine_index=pristine, with_heat=False)
+                base_rows.append(_result_table(k, bres, class_names))
+                t = timer.add("baseline", t)
+            if prev is not None:
+                drift.append(drift[-1] + _pairwise_drift(prev, frame, period_px=period_px))
+            prev = frame
+            t = timer.add("drift", t)
+            if video is not None:
+                rgb = render_overlay(frame, res.heat, res.points, res.labels, class_names, title=f"frame {k}")
+                video.append(rgb)
+                if k in (0, n_frames // 2, n_frames - 1):
+                    overlay_samples[k] = rgb
+                t = timer.add("overlay", t)
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
+    if video is not None:
+        video.close()
+    # end-to-end speed of the pipeline itself (the scoring baseline is extra work)
+    analysed_s = sum(v for s, v in timer.seconds.items() if s not in ("setup", "baseline"))
+    detections = _frames_to_table(rows)
+    _write_csv(out / "detections.csv", detections)
+    drift_px = np.array(drift)
+    summary: dict[str, Any] = {
+        "stem2d_version": __version__,
+        "source": inp.source,
+        "n_frames": n_frames,
+        "frame_shape": list(first.shape),
+        "pixel_size_A": pixel_size_A,
+        "pixel_size_measured_A": measured,
+        "pixel_size_metadata_A": inp.pixel_size_A_metadata,
+        "lattice_distortion": None if scale is None else scale.distortion,
+        "material": material.name,
+        "mode": mode,
+        "class_names": list(class_names),
+        "counts_total": {c: int((detections["class"] == c).sum()) for c in class_names if c != "pristine"},
+        "mean_defects_per_frame": len(detections) / n_frames,
+        "drift_px": drift_px.tolist(),
+        "settings": OmegaConf.to_container(cfg, resolve=True),
+        **inp.extra,
+    }
+    t = time.perf_counter()
+    _counts_plot(out / "counts.png", detections, n_frames, first.shape, pixel_size_A, class_names)
+    if inp.truth is not None:
+        summary["metrics"] = _score(out, inp.truth, detections, _frames_to_table(base_rows), pixel_size_A,
+                                    class_names, str(baseline_mode) if baseline_mode else None, cfg)
+    t = timer.add("score", t)
+    if cfg.outputs.evolution:
+        summary["evolution"] = _evolution(out, detections, pixel_size_A, first.shape, n_frames,
+                                          drift_px, class_names, material.name, cfg)
+    t = timer.add("evolution", t)
+    if cfg.outputs.tensorboard:
+        _tensorboard(out, overlay_samples)
+        t = timer.add("tensorboard", t)
+    summary["timings_s"] = dict(timer.seconds)
+    summary["frames_per_s"] = n_frames / analysed_s if analysed_s > 0 else None
+    summary["peak_rss_mb"] = _peak_rss_mb()
+    _write_json(out / "summary.json", summary)
+    log.info("%d defects in %d frames (%.1f frames/s) -> %s", len(detections), n_frames,
+             summary["frames_per_s"] or 0.0, out)
+    return summary
+
+
+def _score(out: Path, truth: pd.DataFrame, detections: pd.DataFrame, baseline: pd.DataFrame,
+           pixel_size_A: float, class_names: tuple[str, ...], baseline_mode: str | None,
+           cfg: DictConfig) -> dict:
+    """Copy the truth into the run folder and score the pipeline (and the baseline) against it."""
+    from stem2d.matching import score_detections
+
+    _write_csv(out / "truth.csv", truth)
+    max_dist_px = float(cfg.score.match_dist_A) / pixel_size_A
+    defect_classes = [c for c in class_names if c != "pristine"]
+    metrics = {
+        "match_dist_A": float(cfg.score.match_dist_A),
+        "pipeline": {"mode": str(cfg.mode),
+                     **score_detections(detections, truth, max_dist_px=max_dist_px, classes=defect_classes)},
+    }
+    if baseline_mode is not None:
+        metrics["baseline"] = {"mode": baseline_mode,
+                               **score_detections(baseline, truth, max_dist_px=max_dist_px,
+                                                  classes=defect_classes)}
+        _write_csv(out / "baseline_detections.csv", baseline)
+    _write_json(out / "metrics.json", metrics)
+    p, b = metrics["pipeline"], metrics.get("baseline")
+    log.info("detection F1 %.3f, class accuracy %s%s", p["detection"]["f1"] or 0.0, p["class_accuracy"],
+             "" if b is None else f" (baseline {baseline_mode}: F1 {b['detection']['f1'] or 0.0:.3f})")
+    return metrics
+
+
+def _evolution(out: Path, detections: pd.DataFrame, pixel_size_A: float, frame_shape, n_frames: int,
+               drift_px: np.ndarray, class_names, material: str, cfg: DictConfig) -> dict:
+    """Tracks, diffusion, transitions and their plots (``stem2d.evolution``) into ``evolution/``."""
+    from stem2d.evolution import evolve
+
+    result = evolve(detections, pixel_size_A=pixel_size_A, frame_shape=frame_shape, n_frames=n_frames,
+                    drift_px=drift_px, classes=[c for c in class_names if c != "pristine"],
+                    material=material, dose_per_frame=cfg.get("dose_per_frame"))
+    result.write(out / "evolution")
+    return result.to_summary()
+
+
+def _counts_plot(path: Path, detections: pd.DataFrame, n_frames: int, frame_shape, pixel_size_A: float,
+                 class_names) -> None:
+    """Defect counts per class vs frame as a PNG."""
+    from stem2d.evolution.analysis import counts_per_frame, frame_area_nm2
+    from stem2d.evolution.plots import plot_counts, save_figure
+
+    classes = [c for c in class_names if c != "pristine"]
+    counts = counts_per_frame(detections, n_frames=n_frames, classes=classes,
+                              frame_area_nm2=frame_area_nm2(frame_shape, pixel_size_A))
+    save_figure(plot_counts(counts, classes=classes), path)
+
+
+def _tensorboard(out: Path, overlays: dict[int, np.ndarray]) -> None:
+    """Overlay frames and the evolution plots as TensorBoard images."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    import imageio.v2 as imageio
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    try:
+        for k, rgb in overlays.items():
+            writer.add_image("overlay/frame", rgb, global_step=k, dataformats="HWC")
+        for png in sorted((out / "evolution").glob("*.png")):
+            writer.add_image(f"evolution/{png.stem}", imageio.imread(png)[..., :3], dataformats="HWC")
+    finally:
+        writer.close()
