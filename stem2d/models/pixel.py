@@ -1,0 +1,303 @@
+"""Lightning module for pixel-wise defect prediction (``model=unet``) and its checkpoint loader.
+
+The network maps a standardised tile (B, 1, H, W) to defect logits (B, 1, H, W); the target is a
+binary mask (a disk at every defect site). Loss: BCE, focal or soft Dice, or a sum of them
+(``"bce+dice"``). Metrics: pixel F1 and IoU (torchmetrics, threshold 0.5) per stage, and
+``val/f1_best`` (the run's ``optimized_metric``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
+
+from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d.models.unet import UNet, build_unet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LOSSES", "PixelPredictor", "load_pixel_predictor", "save_slim_checkpoint"]
+
+
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_weight: float = 1.0, **_: Any) -> torch.Tensor:
+    """Binary cross-entropy with logits; ``pos_weight`` up-weights the (rare) defect pixels."""
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(pos_weight))
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, focal_gamma: float = 2.0,
+               focal_alpha: float = 0.75, **_: Any) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017): BCE down-weighted by ``(1 - p_t)^gamma`` on easy pixels,
+    ``alpha`` for defect pixels and ``1 - alpha`` for the background."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = torch.exp(-bce)
+    alpha = focal_alpha * target + (1 - focal_alpha) * (1 - target)
+    return (alpha * (1 - p_t) ** focal_gamma * bce).mean()
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, **_: Any) -> torch.Tensor:
+    """Soft Dice loss ``1 - 2|P T| / (|P| + |T|)`` over the whole batch (smoothed by 1 px)."""
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum()
+    return 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
+
+
+#: Loss terms by name; a model's ``loss`` is one name or several joined by ``+``.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"bce": bce_loss, "focal": focal_loss, "dice": dice_loss}
+
+
+def _parse_loss(loss: str) -> list[str]:
+    terms = [t.strip() for t in str(loss).split("+")]
+    bad = [t for t in terms if t not in LOSSES]
+    if not terms or bad:
+        raise ValueError(f"model.loss={loss!r}: unknown term(s) {bad}; use {sorted(LOSSES)} joined by '+'")
+    return terms
+
+
+def _stage_metrics() -> MetricCollection:
+    return MetricCollection({"f1": BinaryF1Score(), "iou": BinaryJaccardIndex()})
+
+
+class PixelPredictor(LightningModule):
+    """Train a pixel network on (tile, defect mask) pairs.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Fully convolutional network returning one logit channel (a :class:`UNet`); not stored
+        in the hyper-parameters (its ``spec()`` goes into the checkpoint).
+    optimizer : callable, optional
+        ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_``); None for inference only.
+    scheduler : callable, optional
+        ``optimizer -> LRScheduler``, stepped every epoch.
+    loss : str, keyword-only, default ``"bce+dice"``
+        ``bce``, ``focal``, ``dice`` or a sum such as ``focal+dice``.
+    pos_weight : float, keyword-only, default 1
+        BCE weight of defect pixels.
+    focal_gamma, focal_alpha : float, keyword-only, default 2, 0.75
+        Focal-loss focusing exponent and defect-class weight.
+    class_names : sequence of str, keyword-only
+        Names of the two pixel classes (from the data module).
+    tile_size_px : int, keyword-only
+        Training tile side.
+    pixel_size_A : float, keyword-only, default 0.3
+        Sampling the network was trained at (frames are resampled to it before prediction).
+    material : str, keyword-only, default ``"WS2"``
+    label_method : str, keyword-only, default ``"fourier"``
+        How the training masks were made (recorded for provenance).
+    channels_last : bool, keyword-only, default True
+        Keep weights channels-last (~2x faster convolutions on CPU, measured).
+    compile : bool, keyword-only, default False
+        ``torch.compile`` the network when fitting.
+    n_image_examples : int, keyword-only, default 4
+        Validation tiles drawn as ``input | label | prediction`` in TensorBoard each epoch.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        loss: str = "bce+dice",
+        pos_weight: float = 1.0,
+        focal_gamma: float = 2.0,
+        focal_alpha: float = 0.75,
+        class_names: Sequence[str] = ("background", "defect"),
+        tile_size_px: int = 256,
+        pixel_size_A: float = CANONICAL_PIXEL_SIZE_A,
+        material: str = "WS2",
+        label_method: str = "fourier",
+        channels_last: bool = True,
+        compile: bool = False,
+        n_image_examples: int = 4,
+    ) -> None:
+        super().__init__()
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != 2:
+            raise ValueError(f"PixelPredictor: class_names must name 2 pixel classes, got {class_names}")
+        self._loss_terms = _parse_loss(loss)
+        tile_size_px, pixel_size_A = int(tile_size_px), float(pixel_size_A)
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.train_metrics = _stage_metrics()
+        self.val_metrics = _stage_metrics()
+        self.test_metrics = _stage_metrics()
+        self.val_f1_best = MaxMetric()
+        self._examples: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 1, H, W) of standardised tiles (B, 1, H, W)."""
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile and stage == "fit":
+            self.net.compile()
+
+    def on_train_start(self) -> None:
+        self.val_f1_best.reset()  # the sanity check must not count as a best value
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Sum of the configured loss terms."""
+        h = self.hparams
+        kw = {"pos_weight": h.pos_weight, "focal_gamma": h.focal_gamma, "focal_alpha": h.focal_alpha}
+        return sum(LOSSES[t](logits, target, **kw) for t in self._loss_terms)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch["image"], batch["mask"].float()
+        logits = self(x)
+        loss = self.loss(logits, y)
+        getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits).detach(), y.long())
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 sync_dist=stage != "train", batch_size=x.shape[0])
+        if stage == "val" and len(self._examples) < self.hparams.n_image_examples:
+            k = self.hparams.n_image_examples - len(self._examples)
+            p = torch.sigmoid(logits[:k]).detach()
+            self._examples += list(torch.cat([_unit(x[:k]), y[:k], p], dim=-1).cpu())
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_stage(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = getattr(self, f"{stage}_metrics")
+        res = metrics.compute()
+        metrics.reset()
+        self.log(f"{stage}/f1", res["f1"], prog_bar=stage != "train")
+        self.log(f"{stage}/iou", res["iou"])
+        return res
+
+    def on_train_epoch_end(self) -> None:
+        self._log_stage("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._examples = []
+
+    def on_validation_epoch_end(self) -> None:
+        res = self._log_stage("val")
+        self.val_f1_best(res["f1"])
+        self.log("val/f1_best", self.val_f1_best.compute(), prog_bar=True)
+        if self._examples and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            grid = torch.cat(self._examples, dim=-2)  # rows of input | label | prediction
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image("val/input_label_prediction", grid, self.global_step)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_stage("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        make_optimizer, make_scheduler = self.hparams.get("optimizer"), self.hparams.get("scheduler")
+        if make_optimizer is None:
+            raise ValueError("PixelPredictor: no optimizer given (this model was built for inference only)")
+        optimizer = make_optimizer(params=self.trainer.model.parameters())
+        if make_scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": make_scheduler(optimizer=optimizer), "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # plain types only, so checkpoints load with torch.load(weights_only=True)
+        checkpoint["stem2d"] = {"net": self.net.spec()}
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+            if key in checkpoint:
+                checkpoint[key] = _plain(checkpoint[key])
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each image of (B, 1, H, W) to [0, 1] for display."""
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-6)
+
+
+def _plain(obj: Any) -> Any:
+    """Recursively turn configs, partials and other objects into plain python values."""
+    if isinstance(obj, (DictConfig, ListConfig)):
+        obj = OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, functools.partial):
+        target = f"{obj.func.__module__}.{obj.func.__qualname__}"
+        return {"_target_": target, "_partial_": True, **{k: _plain(v) for k, v in obj.keywords.items()}}
+    return repr(obj)
+
+
+#: Hyper-parameters that only matter for training (left out of slim checkpoints).
+_TRAINING_ONLY = ("optimizer", "scheduler", "compile")
+
+
+def save_slim_checkpoint(src: str | Path, dst: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """Copy a PixelPredictor Lightning checkpoint keeping only weights, net spec and hparams.
+
+    Parameters
+    ----------
+    src : path
+        Full Lightning checkpoint (with optimizer state, callbacks, ...).
+    dst : path
+        Where to write the slim checkpoint (a few hundred kB for the default U-Net).
+    extra : dict, optional
+        Plain values stored under ``checkpoint["stem2d"]`` (e.g. the command that trained it).
+    """
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    if "stem2d" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{src}: not a PixelPredictor checkpoint (no 'stem2d' / 'state_dict' entry)")
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
+    slim = {
+        "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")},
+        "hyper_parameters": hparams,
+        "stem2d": {**ckpt["stem2d"], **_plain(extra or {})},
+        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
+    }
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, dst)
+    return dst
+
+
+def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> PixelPredictor:
+    """Load a (full or slim) PixelPredictor checkpoint for inference, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not a PixelPredictor checkpoint or names an unknown network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pixel-model checkpoint {str(path)!r} does not exist")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    spec = ckpt.get("stem2d", {}).get("net")
+    if spec is None or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a PixelPredictor checkpoint (no 'stem2d.net' spec or state_dict)")
+    net: UNet = build_unet(spec)
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
+    model = PixelPredictor(net, **hparams)
+    model.load_state_dict(ckpt["state_dict"], strict=False)
+    missing = [k for k in model.state_dict() if k.startswith("net.") and k not in ckpt["state_dict"]]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks network weights {missing[:3]}...")
+    return model.eval()

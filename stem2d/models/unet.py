@@ -1,0 +1,133 @@
+"""A small U-Net for pixel-wise defect probability maps (pure ``nn.Module``; no Lightning).
+
+Encoder blocks of (conv3x3-BN-ReLU) x ``convs_per_block`` with 2x2 max-pooling between levels,
+a decoder of nearest-neighbour upsampling + 1x1 channel reduction, concatenation with the skip
+connection and (conv3x3-BN-ReLU) x ``convs_per_block``, and a 1x1 head giving one logit channel.
+
+The network is fully convolutional: any input whose height and width are multiples of
+:attr:`UNet.size_multiple` (``2 ** (levels - 1)``) gives an output of the same size, and the
+output is equivariant to input shifts by multiples of ``size_multiple`` away from the border
+(what seamless tiled prediction in :mod:`stem2d.detect` relies on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["UNet", "build_unet"]
+
+
+def _block(c_in: int, c_out: int, n: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net returning per-pixel defect logits.
+
+    Parameters
+    ----------
+    num_classes : int, default 2
+        Pixel classes: 2 gives one logit channel (defect vs background, sigmoid); more give one
+        logit channel per class (softmax).
+    in_channels : int, keyword-only
+        Image channels (1 for HAADF).
+    channels : sequence of int, keyword-only
+        Feature channels per level, finest first, e.g. ``(16, 32, 64)`` (3 levels, 2 poolings).
+    convs_per_block : int, keyword-only
+        3x3 convolutions per encoder and decoder block.
+
+    Examples
+    --------
+    >>> net = UNet(channels=(8, 16, 32)).eval()  # ~28k parameters, ~45 ms per 512 x 512 frame on 2 CPU cores
+    >>> net(torch.zeros(1, 1, 64, 64)).shape
+    torch.Size([1, 1, 64, 64])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        *,
+        in_channels: int = 1,
+        channels: Sequence[int] = (8, 16, 32),
+        convs_per_block: int = 2,
+    ) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if len(channels) < 2 or min(channels) < 1 or convs_per_block < 1 or in_channels < 1 or num_classes < 2:
+            raise ValueError(
+                "UNet: need num_classes >= 2, >= 2 levels of positive channels, convs_per_block >= 1 and "
+                f"in_channels >= 1; got num_classes={num_classes}, channels={channels}, "
+                f"convs_per_block={convs_per_block}, in_channels={in_channels}"
+            )
+        self._spec = {"num_classes": int(num_classes), "in_channels": int(in_channels), "channels": channels,
+                      "convs_per_block": int(convs_per_block)}
+        self.encoders = nn.ModuleList()
+        c_prev = in_channels
+        for c in channels:
+            self.encoders.append(_block(c_prev, c, convs_per_block))
+            c_prev = c
+        self.pool = nn.MaxPool2d(2)
+        self.reducers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for c_coarse, c_fine in zip(channels[:0:-1], channels[-2::-1]):
+            self.reducers.append(nn.Conv2d(c_coarse, c_fine, 1))
+            self.decoders.append(_block(2 * c_fine, c_fine, convs_per_block))
+        self.head = nn.Conv2d(channels[0], 1 if num_classes == 2 else num_classes, 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (``2 ** poolings``)."""
+        return 2 ** (len(self.encoders) - 1)
+
+    @property
+    def receptive_radius_px(self) -> int:
+        """Largest distance (px) from an output pixel to an input pixel that can change it.
+
+        Encoder convolutions reach ``c (2^L - 1)``, decoder ones ``c (2^(L-1) - 1)`` and the
+        pooling grid ``2^(L-1) - 1`` more (``c`` convs per block, ``L`` levels); 23 px for 3
+        levels of 2 convolutions.
+        """
+        c, levels = self._spec["convs_per_block"], len(self.encoders)
+        return c * (2**levels - 1) + c * (2 ** (levels - 1) - 1) + 2 ** (levels - 1) - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 1, H, W) (or (B, num_classes, H, W) for more than 2 classes) for images
+        (B, C, H, W) whose H and W are multiples of ``size_multiple``."""
+        m = self.size_multiple
+        if x.ndim != 4 or x.shape[-2] % m or x.shape[-1] % m:
+            raise ValueError(f"UNet: input must be (B, C, H, W) with H, W multiples of {m}, got {tuple(x.shape)}")
+        x = x.contiguous(memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
+        skips = []
+        for i, enc in enumerate(self.encoders):
+            if i:
+                x = self.pool(x)
+            x = enc(x)
+            skips.append(x)
+        for reduce, dec, skip in zip(self.reducers, self.decoders, skips[-2::-1]):
+            x = nn.functional.interpolate(reduce(x), scale_factor=2, mode="nearest")
+            x = dec(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+    def spec(self) -> dict[str, Any]:
+        """Constructor arguments plus the class name: enough to rebuild the network."""
+        return {"name": type(self).__name__, **self._spec}
+
+
+def build_unet(spec: dict[str, Any]) -> UNet:
+    """Rebuild a :class:`UNet` from :meth:`UNet.spec` output; ``ValueError`` for another name."""
+    spec = dict(spec)
+    name = spec.pop("name", "UNet")
+    if name != "UNet":
+        raise ValueError(f"network {name!r} is not 'UNet'")
+    return UNet(**spec)

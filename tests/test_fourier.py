@@ -1,0 +1,133 @@
+"""Fourier labels: the original high-pass method and the lattice-periodic residual."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stem2d.classes import parse_kind
+from stem2d.fourier import (
+    LABELERS,
+    ideal_lattice,
+    lattice_points,
+    lattice_residual,
+    maksov_mask,
+    maksov_points,
+    mask_to_points,
+    suppress_close,
+)
+from stem2d.matching import score_detections
+from stem2d.materials import get_material
+from stem2d.sim.imaging import Acquisition, acquire, render_haadf
+from stem2d.sim.lattice import apply_defect, mx2_columns, nearest_column
+
+WS2 = get_material("WS2")
+PX = 0.3
+
+
+def _frame(kinds_at, *, shape=(192, 192), rotation=17.0, acq=None, rng=0):
+    """Clean (or acquired) frame at 0.3 A/px with defects ``[(kind, (row_px, col_px)), ...]``.
+
+    Returns the image and the true sites (row, col) in px.
+    """
+    cols = mx2_columns(WS2, extent_A=(shape[0] * PX, shape[1] * PX), rotation_deg=rotation)
+    sites = []
+    for kind, (r, c) in kinds_at:
+        k = parse_kind(kind, WS2)
+        idx = nearest_column(cols, (r * PX, c * PX), k.site)
+        cols = apply_defect(cols, k, idx)
+        sites.append(cols.pos_A[idx] / PX)
+    img = render_haadf(cols, shape=shape, pixel_size_A=PX)
+    if acq is not None:
+        img = acquire(img, pixel_size_A=PX, acq=acq, rng=rng)
+    return img, np.array(sites).reshape(-1, 2)
+
+
+def _near(points, site, radius_px):
+    return len(points) > 0 and np.min(np.hypot(*(np.asarray(points) - site).T)) <= radius_px
+
+
+@pytest.mark.parametrize("kind", ["V_W", "Mo_W", "V_S2", "W_S2"])
+def test_lattice_flags_planted_defect_only(kind):
+    img, sites = _frame([(kind, (96, 96))])
+    points = lattice_points(img, material=WS2)
+    assert len(points) == 1
+    assert _near(points, sites[0], 1.0 / PX)  # within 1 A
+
+
+def test_lattice_ignores_pristine_noise_free_and_sheared_jittered_lattice():
+    pristine, _ = _frame([])
+    assert len(lattice_points(pristine, material=WS2)) == 0
+    assert np.abs(ideal_lattice(pristine, material=WS2) - (pristine - pristine.mean())).max() < 5e-3  # of a W peak of 1
+    # scan-line jitter, drift shear and contamination at a high dose (W peak ~4500 counts)
+    cols = mx2_columns(WS2, extent_A=(192 * PX, 192 * PX), rotation_deg=40.0)
+    sheared = render_haadf(cols, shape=(192, 192), pixel_size_A=PX, drift_px_per_line=(0.01, 0.02))
+    acq = Acquisition(dose_e_per_A2=1e6, jitter_px=0.3, background_fraction=0.2)
+    for seed in range(3):  # threshold 5: 4-sigma noise excursions happen in ~1 of 3 such frames
+        noisy = acquire(sheared, pixel_size_A=PX, acq=acq, rng=seed)
+        assert len(lattice_points(noisy, material=WS2, threshold=5.0)) == 0
+
+
+@pytest.mark.parametrize("kind", ["V_W", "Mo_W"])
+def test_maksov_flags_planted_defect(kind):
+    img, sites = _frame([(kind, (96, 96))])
+    mask = maksov_mask(img)
+    rr, cc = np.indices(img.shape)
+    dist = np.hypot(rr - sites[0][0], cc - sites[0][1])
+    assert mask[dist <= 1.5 / PX].any()
+    # away from the defect and the frame edges (FFT wrap-around), the lattice is not flagged
+    interior = (dist > 4.0 / PX) & (rr > 24) & (rr < 168) & (cc > 24) & (cc < 168)
+    assert mask[interior].mean() < 0.02
+    assert _near(maksov_points(img, material=WS2), sites[0], 1.5 / PX)
+
+
+def _score(points, sites):
+    pred = pd.DataFrame({"frame": 0, "row": points[:, 0], "col": points[:, 1], "class": "d"})
+    truth = pd.DataFrame({"frame": 0, "row": sites[:, 0], "col": sites[:, 1], "class": "d"})
+    return score_detections(pred, truth, max_dist_px=1.5 / PX)["detection"]
+
+
+def test_lattice_beats_original_on_noisy_frame():
+    rng = np.random.default_rng(3)
+    kinds = ["Mo_W", "V_W", "V_S2", "W_S2", "Mo_W", "V_S2"]
+    spots = [(kinds[i % len(kinds)], tuple(rng.uniform(20, 236, 2))) for i in range(14)]
+    img, sites = _frame(spots, shape=(256, 256), acq=Acquisition(dose_e_per_A2=5e4), rng=4)
+    sites = np.unique(np.round(sites, 3), axis=0)
+    lattice = _score(lattice_points(img, material=WS2), sites)
+    original = _score(maksov_points(img, material=WS2), sites)
+    assert lattice["recall"] >= 0.85 and lattice["precision"] >= 0.85, lattice
+    assert lattice["f1"] > original["f1"], (lattice, original)
+
+
+def test_residual_is_robust_z_score_on_noise():
+    img, _ = _frame([], shape=(128, 160), acq=Acquisition(dose_e_per_A2=5e4, jitter_px=0.0), rng=5)
+    z = lattice_residual(img, material=WS2)
+    assert z.shape == img.shape
+    assert 0.5 < np.median(np.abs(z)) < 0.9  # 0.674 for unit Gaussian noise
+
+
+def test_mask_to_points_centroids_and_area_filter():
+    mask = np.zeros((40, 40), bool)
+    mask[5:8, 5:8] = True                 # area 9, centre (6, 6)
+    mask[20, 20] = True                   # area 1: dropped
+    mask[30:34, 10:12] = True             # area 8, centre (31.5, 10.5)
+    pts = mask_to_points(mask, min_area_px=4, max_area_px=9)
+    assert np.allclose(pts, [[6, 6], [31.5, 10.5]])
+    assert len(mask_to_points(mask, min_area_px=9, max_area_px=9)) == 1
+    assert mask_to_points(np.zeros((5, 5), bool)).shape == (0, 2)
+    with pytest.raises(ValueError, match="min_area_px"):
+        mask_to_points(mask, min_area_px=0, max_area_px=3)
+
+
+def test_suppress_close_keeps_best_of_pairs():
+    pts = np.array([[0, 0], [0, 3], [0, 10]], float)
+    assert suppress_close(pts, np.array([0.5, 0.9, 0.1]), min_dist_px=4).tolist() == [1, 2]
+
+
+def test_bad_input_names_problem():
+    with pytest.raises(ValueError, match="2D"):
+        maksov_mask(np.zeros(10))
+    with pytest.raises(ValueError, match="low"):
+        maksov_mask(np.zeros((32, 32)), low=0.8, high=0.2)
+    with pytest.raises(ValueError, match="lattice"):
+        lattice_residual(np.random.default_rng(0).normal(size=(64, 64)), material=WS2)
+    assert set(LABELERS) == {"fourier", "lattice"}

@@ -1,0 +1,127 @@
+"""U-Net shapes, PixelPredictor losses/metrics/checkpoints, the train.py smoke run and the bundled net."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from stem2d.models.pixel import LOSSES, PixelPredictor, load_pixel_predictor, save_slim_checkpoint
+from stem2d.models.unet import UNet, build_unet
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "stem2d" / "weights" / "unet_ws2.ckpt"
+
+
+@pytest.mark.parametrize("channels,shape", [((8, 16, 32), (2, 1, 64, 96)), ((4, 8), (1, 1, 32, 32)),
+                                            ((4, 8, 16, 32), (1, 1, 48, 80))])
+def test_unet_shapes_and_spec(channels, shape):
+    net = UNet(channels=channels).eval()
+    out = net(torch.randn(*shape))
+    assert out.shape == (shape[0], 1, *shape[2:]) and out.dtype == torch.float32
+    assert net.size_multiple == 2 ** (len(channels) - 1)
+    again = build_unet(net.spec())
+    again.load_state_dict(net.state_dict())
+    assert torch.equal(again.eval()(torch.ones(*shape)), net(torch.ones(*shape)))
+    assert UNet(5, channels=channels)(torch.randn(*shape)).shape[1] == 5
+
+
+def test_unet_receptive_radius_is_exact():
+    net = UNet(channels=(4, 8, 16)).eval()
+    reach = []
+    for p in range(48, 52):  # every position relative to the pooling grid
+        x = torch.randn(1, 1, 96, 96, requires_grad=True)
+        net(x)[0, 0, p, p].backward()
+        rows = torch.nonzero(x.grad[0, 0].abs().sum(dim=1) > 0).flatten()
+        reach.append(max(p - rows.min().item(), rows.max().item() - p))
+    assert max(reach) == net.receptive_radius_px
+
+
+def test_unet_bad_input():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        UNet()(torch.zeros(1, 1, 30, 32))
+    with pytest.raises(ValueError, match="levels"):
+        UNet(channels=(8,))
+    with pytest.raises(ValueError, match="not 'UNet'"):
+        build_unet({"name": "CamNet"})
+
+
+@pytest.mark.parametrize("loss", ["bce", "focal", "dice", "bce+dice", "focal+dice"])
+def test_losses_prefer_the_right_answer(loss):
+    model = PixelPredictor(UNet(channels=(4, 8)), loss=loss)
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 4:8, 4:8] = 1
+    good = model.loss(20 * (2 * target - 1), target)
+    bad = model.loss(-20 * (2 * target - 1), target)
+    assert torch.isfinite(good) and good < bad
+    with pytest.raises(ValueError, match="unknown term"):
+        PixelPredictor(UNet(channels=(4, 8)), loss="bce+l2")
+    assert set(LOSSES) == {"bce", "focal", "dice"}
+
+
+def test_slim_checkpoint_roundtrip(tmp_path):
+    net = UNet(channels=(4, 8, 16))
+    model = PixelPredictor(net, pixel_size_A=0.3, material="WS2", label_method="truth")
+    ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "optimizer_states": [1]}
+    model.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "full.ckpt")
+    slim = save_slim_checkpoint(tmp_path / "full.ckpt", tmp_path / "slim.ckpt", extra={"command": "x"})
+    loaded = load_pixel_predictor(slim)
+    assert loaded.hparams.pixel_size_A == 0.3 and loaded.hparams.material == "WS2"
+    assert "optimizer_states" not in torch.load(slim, weights_only=True)
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.allclose(loaded(x), model.eval()(x))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pixel_predictor(tmp_path / "missing.ckpt")
+
+
+def test_train_fast_dev_run(tmp_path):
+    """experiment=exp_unet composed the way the CLI does; a small synthetic movie, one batch per stage."""
+    from stem2d.pipeline.train import train
+
+    overrides = [
+        "experiment=exp_unet", "+trainer.fast_dev_run=true", "data.label_method=lattice",
+        "data.tile_size=64", "data.batch_size=2",
+        "+data.synthetic.frame_shape=[160,160]",
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(tmp_path)
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.runtime.cwd = str(ROOT)
+    HydraConfig().set_config(cfg)
+    assert cfg.model._target_ == "stem2d.models.pixel.PixelPredictor"
+    value = train(cfg)
+    assert 0.0 <= value <= 1.0
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["optimized_metric"] == "val/f1_best" and "test/f1" in summary["metrics"]
+
+
+def test_bundled_unet_meets_floor_on_fresh_movie():
+    """The shipped U-Net on a held-out synthetic movie (seed never used in training)."""
+    if not BUNDLED.exists():
+        pytest.skip("no bundled U-Net yet")
+    from stem2d.detect import detect_defects
+    from stem2d.matching import score_detections
+    from stem2d.sim.movie import MovieConfig, simulate_movie
+
+    model = load_pixel_predictor(BUNDLED)
+    assert model.hparams.pixel_size_A == 0.3
+    rows = []
+    truth = []
+    for seed, ps in ((90001, 0.2), (90002, 0.3), (90003, 0.25), (90004, 0.35)):
+        movie = simulate_movie(MovieConfig(n_frames=1, frame_shape=(384, 384), pixel_size_A=ps), seed)
+        pos, _ = detect_defects(model.net, movie.frames[0], pixel_size_A=ps)
+        rows.append(pd.DataFrame({"frame": seed, "row": pos[:, 0] * ps, "col": pos[:, 1] * ps, "class": "d"}))
+        t = movie.truth[movie.truth["frame"] == 0]
+        truth.append(pd.DataFrame({"frame": seed, "row": t["row"] * ps, "col": t["col"] * ps, "class": "d"}))
+    res = score_detections(pd.concat(rows), pd.concat(truth), max_dist_px=1.5)["detection"]  # in angstrom
+    assert res["n_true"] >= 50
+    assert res["recall"] >= 0.9 and res["precision"] >= 0.9, res
