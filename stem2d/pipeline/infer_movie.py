@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +136,7 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
         from stem2d.detect import extract_defects, predict_frame
 
         def unet_detector(canon: np.ndarray):
-            prob = predict_frame(unet, canon, tile=int(det.tile_px))
+            prob = predict_frame(unet, canon, tile=None if det.tile_px is None else int(det.tile_px))
             return extract_defects(prob, threshold=float(det.threshold), min_area_px=int(det.min_area_px),
                                    max_area_px=int(det.max_area_px),
                                    min_dist_px=float(det.merge_dist_A) / CANONICAL_PIXEL_SIZE_A)
@@ -262,6 +260,7 @@ def run_movie(cfg: DictConfig) -> dict:
             t = timer.add("read", t)
             res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
                                 pristine_index=pristine, refine_with_cam=mode == "grid",
+                                relabel_pristine=bool(cfg.detect.trust_detector) and mode != "grid",
                                 merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None)
             rows.append(_result_table(k, res, class_names))
             t = timer.add("analyse", t)
@@ -306,7 +305,8 @@ def run_movie(cfg: DictConfig) -> dict:
         "counts_total": {c: int((detections["class"] == c).sum()) for c in class_names if c != "pristine"},
         "mean_defects_per_frame": len(detections) / n_frames,
         "drift_px": drift_px.tolist(),
-        "settings": OmegaConf.to_container(cfg, resolve=True),
+        "settings": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                     for k, v in cfg.items() if k != "hydra"},
         **inp.extra,
     }
     t = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Pipeline layer: the only package that reads Hydra configs (training, inference)."""

@@ -1,0 +1,139 @@
+"""``train(cfg)``: build data, model, callbacks, loggers and trainer from a Hydra config; fit; test."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from stem2d.pipeline.utils import (
+    flatten_config,
+    instantiate_all,
+    instantiate_node,
+    output_dir,
+    require_keys,
+    to_float_dict,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train", "build_model"]
+
+#: Config keys shown as TensorBoard hyper-parameters.
+_HPARAM_KEYS = ["seed", "model", "data", "trainer.max_epochs", "trainer.precision"]
+
+
+def build_model(model_cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
+    """Instantiate ``cfg.model`` with the class set, noise modes and tile geometry of the data.
+
+    ``model.net.num_classes`` is filled from the data's ``class_names`` (it may also be given,
+    then it must agree).
+    """
+    class_names = getattr(datamodule, "class_names", None)
+    if not class_names:
+        raise ValueError(f"data: {type(datamodule).__name__} has no class_names; the model needs them")
+    model_cfg = copy.deepcopy(model_cfg)
+    with open_dict(model_cfg):
+        if "net" in model_cfg:
+            given = OmegaConf.select(model_cfg, "net.num_classes", default=None, throw_on_missing=False)
+            if given is not None and int(given) != len(class_names):
+                raise ValueError(
+                    f"model.net.num_classes={given} but the data has {len(class_names)} classes {list(class_names)}"
+                )
+            model_cfg.net.num_classes = len(class_names)
+    extra: dict[str, Any] = {"class_names": list(class_names)}
+    if getattr(datamodule, "noise_modes", None):
+        extra["noise_modes"] = list(datamodule.noise_modes)
+    for attr in ("tile_size_px", "pixel_size_A"):
+        if getattr(datamodule, attr, None) is not None:
+            extra[attr] = getattr(datamodule, attr)
+    return instantiate_node(model_cfg, "model", **extra)
+
+
+def _pruning_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The sweep's pruning callback (``stem2d.sweeper.pruning_callback_from_cfg``), if any."""
+    try:
+        from stem2d.sweeper import pruning_callback_from_cfg
+    except ImportError as err:  # the sweeper package is optional
+        if err.name not in ("stem2d.sweeper", None) and not str(err).startswith("cannot import name"):
+            raise
+        return []
+    callback = pruning_callback_from_cfg(cfg)
+    return [] if callback is None else [callback]
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not path:
+        log.warning("no best checkpoint was saved (fast_dev_run or no checkpoint callback): testing the current weights")
+        return None
+    return path
+
+
+def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Write the TensorBoard HParams summary; the metrics point at scalar tags already logged."""
+    from torch.utils.tensorboard.summary import hparams
+
+    if not trainer.is_global_zero:
+        return
+    params = flatten_config(cfg, _HPARAM_KEYS)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams(params, metrics):
+                writer.add_summary(summary)
+            logger.experiment.flush()
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit (and test) the configured model; return the value of ``cfg.optimized_metric``.
+
+    Writes ``metrics.json`` (all final metrics, best checkpoint, wall time) to the run folder.
+    """
+    require_keys(cfg, ["data", "model", "trainer", "optimized_metric"], where="train")
+    start = time.perf_counter()
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
+    datamodule = instantiate_node(cfg.data, "data")
+    model = build_model(cfg.model, datamodule)
+    callbacks = instantiate_all(cfg.get("callbacks"), "callbacks") + _pruning_callbacks(cfg)
+    loggers = instantiate_all(cfg.get("logger"), "logger")
+    trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+    metrics: dict[str, float] = {}
+    best = None
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(to_float_dict(trainer.callback_metrics))
+        best = _best_checkpoint(trainer)
+    if cfg.get("test", True):
+        ckpt = best if cfg.get("train", True) else cfg.get("ckpt_path")
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+        metrics.update(to_float_dict(trainer.callback_metrics))
+
+    name = cfg.optimized_metric
+    if name not in metrics:
+        raise ValueError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+    _log_hparams(trainer, cfg, {k: v for k, v in metrics.items() if k == name or k.startswith("test/")})
+    if trainer.is_global_zero:
+        summary = {
+            "optimized_metric": name,
+            "value": metrics[name],
+            "metrics": metrics,
+            "best_checkpoint": best,
+            "epochs": trainer.current_epoch,
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "class_names": list(model.hparams.class_names),
+            "command": " ".join(sys.argv),
+        }
+        write_json(output_dir(cfg) / "metrics.json", summary)
+    log.info("%s = %.4f", name, metrics[name])
+    return metrics[name]

@@ -1,0 +1,163 @@
+"""Shared pipeline helpers: friendly config errors, run folders, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+log = logging.getLogger(__name__)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_text",
+    "flatten_config",
+    "instantiate_node",
+    "instantiate_all",
+    "output_dir",
+    "require_keys",
+    "to_float_dict",
+    "write_json",
+]
+
+
+def require_keys(cfg: DictConfig, keys: list[str], *, where: str) -> None:
+    """``ValueError`` naming every key of ``keys`` missing (or ``???``) from ``cfg``."""
+    missing = [k for k in keys if OmegaConf.select(cfg, k, default=None, throw_on_missing=False) is None]
+    if missing:
+        raise ValueError(f"{where}: the config has no value for {missing}; set them on the command line, e.g. {missing[0]}=...")
+
+
+def instantiate_node(node: DictConfig | None, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with errors that name the config key.
+
+    Parameters
+    ----------
+    node : DictConfig
+        The config node (with ``_target_``).
+    key : str
+        Its dotted name in the run config, e.g. ``"model"``; used in error messages.
+    **kwargs
+        Passed to ``instantiate`` (arguments that the config does not hold).
+    """
+    if node is None or "_target_" not in node:
+        raise ValueError(f"config '{key}' has no _target_ to build (got {None if node is None else dict(node)})")
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except MissingMandatoryValue as err:
+        raise ValueError(f"config '{key}': a mandatory value is missing ({err.full_key} = ???)") from err
+    except InstantiationException as err:
+        raise ValueError(f"config '{key}' (_target_: {node._target_}) could not be built: {err}") from err
+
+
+def instantiate_all(group: DictConfig | None, key: str) -> list[Any]:
+    """Build every entry with a ``_target_`` of a group such as ``callbacks`` or ``logger``.
+
+    Entries set to null are skipped (so ``callbacks.early_stopping=null`` disables one).
+    """
+    if group is None:
+        return []
+    if not isinstance(group, DictConfig):
+        raise ValueError(f"config '{key}' must be a mapping of named entries, got {type(group).__name__}")
+    built = []
+    for name, node in group.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ValueError(f"config '{key}.{name}' must be a mapping with a _target_, got {node!r}")
+        built.append(instantiate_node(node, f"{key}.{name}"))
+    return built
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """This run's folder (``paths.output_dir``), created if needed."""
+    require_keys(cfg, ["paths.output_dir"], where="run folder")
+    path = Path(cfg.paths.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    Readers never see a half-written file; a failure leaves any old file untouched.
+
+    Examples
+    --------
+    >>> with atomic_path(tmp / "table.csv") as tmp_file:  # doctest: +SKIP
+    ...     df.to_csv(tmp_file, index=False)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def to_float_dict(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics (tensors, numbers) as plain floats, sorted by name."""
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def flatten_config(cfg: DictConfig, keys: list[str]) -> dict[str, Any]:
+    """Flatten the given top-level keys of ``cfg`` into ``{"model.optimizer.lr": 0.05, ...}``.
+
+    Values that are not numbers, strings or booleans become strings (TensorBoard hparams).
+    """
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, (bool, int, float, str)):
+            out[prefix] = node
+        else:
+            out[prefix] = str(node)
+
+    for key in keys:
+        node = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(node, DictConfig):
+            walk(key, OmegaConf.to_container(node, resolve=True, throw_on_missing=False))
+        else:
+            walk(key, node)
+    return out

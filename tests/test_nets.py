@@ -1,0 +1,76 @@
+"""Invariants of the CAM networks: shapes, CAM = sum_k w[c,k] A_k, logits = mean(CAM) + bias."""
+
+import pytest
+import torch
+
+from stem2d.models.nets import CamNet, SeedCNN, build_net
+
+NETS = [
+    pytest.param(lambda: CamNet(5), (16, 16), id="CamNet"),
+    pytest.param(lambda: CamNet(3, channels=(8, 16, 32, 64), convs_per_block=1), (8, 8), id="CamNet-4blocks"),
+    pytest.param(lambda: SeedCNN(5), (8, 8), id="SeedCNN"),
+]
+
+
+@pytest.fixture
+def x():
+    return torch.randn(4, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(("make", "feat_hw"), NETS)
+def test_shapes(make, feat_hw, x):
+    net = make().eval()
+    n_classes = net.head.out_features
+    assert net(x).shape == (4, n_classes)
+    assert net.features(x).shape[-2:] == feat_hw
+    assert net.cam(x).shape == (4, 64, 64)
+    assert net.cam(x, upsample=False).shape == (4, *feat_hw)
+    assert net.cam(x).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("make", "feat_hw"), NETS)
+def test_cam_is_weighted_sum_of_feature_maps(make, feat_hw, x):
+    net = make().eval()
+    with torch.no_grad():
+        feats = net.features(x)
+        logits = net(x)
+        for c in range(net.head.out_features):
+            expected = torch.einsum("k,bkhw->bhw", net.head.weight[c], feats)
+            cam = net.cam(x, c, upsample=False)
+            torch.testing.assert_close(cam, expected, rtol=1e-5, atol=1e-5)
+            # GAP is linear: the mean of the CAM plus the bias is the logit.
+            torch.testing.assert_close(cam.mean(dim=(1, 2)) + net.head.bias[c], logits[:, c], rtol=1e-4, atol=1e-4)
+
+
+def test_default_class_is_the_prediction(x):
+    net = CamNet(5).eval()
+    with torch.no_grad():
+        logits, cam = net.forward_with_cam(x)
+        pred = logits.argmax(1)
+        per_class = torch.stack([net.cam(x, int(p))[i] for i, p in enumerate(pred)])
+        torch.testing.assert_close(cam, per_class)
+        torch.testing.assert_close(net.cam(x, pred), per_class)
+
+
+@pytest.mark.parametrize("make", [lambda: CamNet(4, channels=(8, 16)), lambda: SeedCNN(4, kernel_size=5)])
+def test_spec_rebuilds_the_same_network(make, x):
+    net = make().eval()
+    twin = build_net(net.spec()).eval()
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), net(x))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="num_classes=1"):
+        CamNet(1)
+    with pytest.raises(ValueError, match="channels"):
+        SeedCNN(3, channels=())
+    with pytest.raises(ValueError, match="'Unet'"):
+        build_net({"name": "Unet", "num_classes": 3})
+
+
+def test_gradients_reach_every_parameter(x):
+    net = CamNet(3, dropout=0.2)
+    net(x).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
