@@ -59,6 +59,7 @@ def analyze_frame(
     detector: Detector,
     classify: TileClassifier,
     pristine_index: int | None = 0,
+    relabel_pristine: bool = False,
     refine_with_cam: bool = False,
     merge_dist_A: float = 1.5,
     with_heat: bool = True,
@@ -77,6 +78,9 @@ def analyze_frame(
         Classifies 64 x 64 windows (see :data:`TileClassifier`).
     pristine_index : int or None, default 0
         Windows classified as this class are dropped (not defects); None keeps all.
+    relabel_pristine : bool, default False
+        Instead of dropping them, give such windows their most probable defect class (when the
+        detector is trusted more than the classifier on *whether* a site is a defect).
     refine_with_cam : bool, default False
         Move each site to its CAM peak (for the grid mode, whose windows are not centred on
         defects), then merge sites closer than ``merge_dist_A``.
@@ -95,7 +99,11 @@ def analyze_frame(
     else:
         labels, probs = np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
         cams, cam_pos = np.zeros((0, TILE_SIZE_PX, TILE_SIZE_PX), np.float32), np.zeros((0, 2))
-    scores = probs.max(axis=1) if len(probs) else np.zeros(0)
+    if relabel_pristine and pristine_index is not None and len(labels):
+        defect_probs = probs.copy()
+        defect_probs[:, pristine_index] = -1.0
+        labels = np.where(labels == pristine_index, defect_probs.argmax(axis=1), labels)
+    scores = probs[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
     keep = np.ones(len(points), bool) if pristine_index is None else labels != pristine_index
     centres = points.copy()  # window centres, where the CAMs belong in the heat map
     if refine_with_cam:

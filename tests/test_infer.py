@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +17,6 @@ from stem2d.pipeline.infer_movie import run_movie
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-WEIGHTS = ROOT / "stem2d" / "weights"
 SMALL = ["synthetic.n_frames=3", "synthetic.frame_shape=[256,256]", "synthetic.pixel_size_A=0.25",
          "outputs.progress=false", "outputs.tensorboard=false"]
 
@@ -35,12 +33,6 @@ def compose_infer(tmp_path: Path, overrides: list[str]):
     return cfg
 
 
-needs_weights = pytest.mark.skipif(
-    not (WEIGHTS / "cam_cnn_ws2.ckpt").exists() or not (WEIGHTS / "unet_ws2.ckpt").exists(),
-    reason="bundled weights missing")
-
-
-@needs_weights
 def test_synthetic_movie_end_to_end(tmp_path):
     summary = run_movie(compose_infer(tmp_path, SMALL + ["outputs.video=true"]))
     det = pd.read_csv(tmp_path / "detections.csv")
@@ -62,7 +54,6 @@ def test_synthetic_movie_end_to_end(tmp_path):
     assert summary["n_frames"] == 3
 
 
-@needs_weights
 def test_movie_file_with_truth_and_grid_mode(tmp_path):
     """A movie written to disk is read back with its pixel size and truth; grid mode runs."""
     from stem2d.sim.movie import MovieConfig, simulate_movie

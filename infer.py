@@ -1,0 +1,23 @@
+"""Find, classify and follow the defects of a movie; or classify tiles.
+
+    python infer.py                                    # synthetic WS2 movie with truth, bundled weights
+    python infer.py movie=path/to/movie.dm4            # your movie (.dm3/.dm4 .emd .tif .npy .npz .h5 .mp4 .gif, folder)
+    python infer.py movie=... pixel_size_A=0.12 material=WS2 mode=grid
+    python infer.py tiles=tiles.npy [ckpt_path=...]    # -> <run folder>/predictions.csv
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from stem2d.pipeline.classify import run_tiles
+from stem2d.pipeline.cli import run_friendly
+from stem2d.pipeline.infer_movie import run_movie
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="infer")
+def main(cfg: DictConfig) -> None:
+    run_friendly(lambda: run_tiles(cfg) if cfg.get("tiles") else run_movie(cfg))
+
+
+if __name__ == "__main__":
+    main()
