@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,14 +12,18 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.aggregation import CatMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.cam import cam_peak
+from stem2d.plain import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -271,23 +274,7 @@ class CamClassifier(LightningModule):
         checkpoint["stem2d"] = {"net": self.net.spec()}
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):
             if key in checkpoint:
-                checkpoint[key] = _plain(checkpoint[key])
-
-
-def _plain(obj: Any) -> Any:
-    """Recursively turn configs, partials and other objects into plain python values."""
-    if isinstance(obj, (DictConfig, ListConfig)):
-        obj = OmegaConf.to_container(obj, resolve=True)
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, functools.partial):
-        target = f"{obj.func.__module__}.{obj.func.__qualname__}"
-        return {"_target_": target, "_partial_": True, **{k: _plain(v) for k, v in obj.keywords.items()}}
-    return repr(obj)
+                checkpoint[key] = to_plain(checkpoint[key])
 
 
 def confusion_figure(confmat: np.ndarray, class_names: Sequence[str]) -> Figure:

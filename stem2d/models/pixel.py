@@ -8,7 +8,6 @@ binary mask (a disk at every defect site). Loss: BCE, focal or soft Dice, or a s
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.models.unet import UNet, build_unet
+from stem2d.plain import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +217,7 @@ class PixelPredictor(LightningModule):
         checkpoint["stem2d"] = {"net": self.net.spec()}
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):
             if key in checkpoint:
-                checkpoint[key] = _plain(checkpoint[key])
+                checkpoint[key] = to_plain(checkpoint[key])
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -226,22 +225,6 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     lo = x.amin(dim=(-2, -1), keepdim=True)
     hi = x.amax(dim=(-2, -1), keepdim=True)
     return (x - lo) / (hi - lo).clamp_min(1e-6)
-
-
-def _plain(obj: Any) -> Any:
-    """Recursively turn configs, partials and other objects into plain python values."""
-    if isinstance(obj, (DictConfig, ListConfig)):
-        obj = OmegaConf.to_container(obj, resolve=True)
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, functools.partial):
-        target = f"{obj.func.__module__}.{obj.func.__qualname__}"
-        return {"_target_": target, "_partial_": True, **{k: _plain(v) for k, v in obj.keywords.items()}}
-    return repr(obj)
 
 
 #: Hyper-parameters that only matter for training (left out of slim checkpoints).
@@ -267,7 +250,7 @@ def save_slim_checkpoint(src: str | Path, dst: str | Path, *, extra: dict[str, A
     slim = {
         "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")},
         "hyper_parameters": hparams,
-        "stem2d": {**ckpt["stem2d"], **_plain(extra or {})},
+        "stem2d": {**ckpt["stem2d"], **to_plain(extra or {})},
         "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
     }
     dst = Path(dst)

@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX, __version__
 from stem2d.cam import cam_peak
-from stem2d.models.classifier import CamClassifier, _plain
+from stem2d.models.classifier import CamClassifier
 from stem2d.models.nets import build_net
 from stem2d.pipeline.utils import atomic_path, output_dir
+from stem2d.plain import to_plain
 from stem2d.preprocess import standardize_tiles
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def export_checkpoint(
     slim = {
         "state_dict": {k: v.contiguous() for k, v in ckpt["state_dict"].items()},
         "hyper_parameters": {k: hp[k] for k in _INFERENCE_HPARAMS if k in hp},
-        "stem2d": {"net": ckpt["stem2d"]["net"], "version": __version__, "metadata": _plain(dict(metadata or {}))},
+        "stem2d": {"net": ckpt["stem2d"]["net"], "version": __version__, "metadata": to_plain(dict(metadata or {}))},
         "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
     }
     with atomic_path(out_path) as tmp:

@@ -26,6 +26,7 @@ from stem2d.frames import analyze_frame
 from stem2d.materials import get_material
 from stem2d.overlay import render_overlay
 from stem2d.pipeline.utils import atomic_path, output_dir
+from stem2d.plain import to_plain
 from stem2d.video import OverlayMovieWriter
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def open_input(cfg: DictConfig, classes: ClassSet) -> _Input:
 
     mcfg = MovieConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
     movie = simulate_movie(mcfg, rng=int(cfg.seed), classes=classes)
-    extra = {"synthetic": {"seed": int(cfg.seed), "params": _plain(movie.params)}}
+    extra = {"synthetic": {"seed": int(cfg.seed), "params": to_plain(movie.params)}}
     return _Input(movie.frames, movie.pixel_size_A, f"synthetic(seed={cfg.seed})", movie.truth, extra)
 
 
@@ -82,24 +83,9 @@ def _find_truth(path: Path) -> pd.DataFrame | None:
     return truth
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-friendly copy (numpy scalars/arrays to Python, NaN to None)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_plain(obj), indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(to_plain(obj), indent=2, allow_nan=False))
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -383,9 +369,8 @@ def _counts_plot(path: Path, detections: pd.DataFrame, n_frames: int, frame_shap
 
 def _tensorboard(out: Path, overlays: dict[int, np.ndarray]) -> None:
     """Overlay frames and the evolution plots as TensorBoard images."""
-    from torch.utils.tensorboard import SummaryWriter
-
     import imageio.v2 as imageio
+    from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
     try:
