@@ -16,8 +16,10 @@ CLASS_COLOURS = [
 
 
 def _window(size: int) -> np.ndarray:
-    """2D Hann-like weight that is 1 in the middle and fades to ~0 at the tile border."""
-    w = np.hanning(size + 2)[1:-1]
+    """2D Gaussian weight (sigma = size / 6) centred in the window: the CAM is shown around the
+    site the window was cut for and fades out well before the window border."""
+    x = np.arange(size) - (size - 1) / 2
+    w = np.exp(-0.5 * (x / (size / 6)) ** 2)
     return np.outer(w, w)
 
 
@@ -27,8 +29,8 @@ def insert_cams(
     """Paste CAMs back into a frame-sized heat map.
 
     Each CAM (a window centred on ``positions[i]``, rounded to whole pixels) is weighted by a
-    Hann window; where windows overlap the heat map is the weight-normalised blend, and it fades
-    to 0 where only a window border covers a pixel.
+    Gaussian window (sigma = window / 6); where windows overlap the heat map is the
+    weight-normalised blend, and it fades to 0 away from the window centres.
 
     Parameters
     ----------
@@ -78,7 +80,7 @@ def render_overlay(
     class_names: Sequence[str],
     *,
     heat_alpha: float = 0.6,
-    heat_floor: float = 0.8,
+    heat_floor: float = 0.3,
     marker_radius_px: float = 6.0,
     tails: Sequence[np.ndarray] = (),
     title: str = "",

@@ -112,6 +112,12 @@ def machine_line() -> str:
             f"Python {platform.python_version()}, load average at start {load:.2f}")
 
 
+def _relative_paths(text: str) -> str:
+    """Show files inside the checkout relative to it (results.md is committed; no machine paths)."""
+    root = str(Path(stem2d.__file__).resolve().parents[1])
+    return text.replace(root + os.sep, "").replace(root, ".")
+
+
 def write_report(path: Path, sections: Sequence[Section], *, command: str, machine: str,
                  wall_s: float, started: _dt.datetime) -> Path:
     """Write ``results.md``: a header (date, machine, command, total wall time), then the sections."""
@@ -128,6 +134,7 @@ def write_report(path: Path, sections: Sequence[Section], *, command: str, machi
         "",
     ]
     text = "\n".join(head) + "\n" + "\n".join(s.to_markdown() for s in sections)
+    text = _relative_paths(text)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     log.info("wrote %s", path)
