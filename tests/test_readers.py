@@ -11,7 +11,7 @@ import tifffile
 
 from stem2d.io.readers import Movie, read_movie, to_angstrom
 
-REAL = Path("/work/shared/data/real/mos2_scilink")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mos2_scilink"  # shared/ beside the checkout
 
 
 def _stack(t=3, h=64, w=80, dtype=np.float32, seed=0):

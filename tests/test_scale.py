@@ -21,8 +21,8 @@ from stem2d.sim.lattice import mx2_columns
 
 WS2 = get_material("WS2")
 MOS2 = get_material("MoS2")
-REAL = Path("/work/shared/data/real/mos2_scilink")
-#: Lattice-based pixel sizes (angstrom) given in /work/shared/data/real/README.md.
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mos2_scilink"  # shared/ beside the checkout
+#: Lattice-based pixel sizes (angstrom) given in shared/data/real/README.md (beside the checkout).
 REAL_PIXEL_SIZE_A = {
     "MoS2_stem_Exp-000-2": 0.171,
     "MoS2_stem_Exp-001-5": 0.123,
