@@ -89,3 +89,25 @@ def test_flat_movie_without_lattice_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="lattice"):
         run_movie(compose_infer(tmp_path / "run", SMALL + [f"movie={flat}", "mode=lattice"]))
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_crash_mid_movie_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    """A failure at frame 2 of 3 leaves no detections, no summary and no finished movie."""
+    import stem2d.pipeline.infer_movie as infer_movie
+
+    real = infer_movie.analyze_frame
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash at frame 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infer_movie, "analyze_frame", failing)
+    with pytest.raises(RuntimeError, match="frame 2"):
+        run_movie(compose_infer(tmp_path, SMALL + ["outputs.video=true", "baseline=null"]))
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".hydra"))
+    for name in ("detections.csv", "summary.json", "metrics.json", "overlay.mp4", "overlay.gif"):
+        assert name not in left, left
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
