@@ -129,6 +129,14 @@ def test_checkpoints_and_metrics_file(tiny_run):
     assert model.class_names == summary["class_names"]
 
 
+def test_test_only_run_from_a_checkpoint(tiny_run, tmp_path):
+    best = json.loads((tiny_run / "metrics.json").read_text())["best_checkpoint"]
+    cfg = compose_train(tmp_path, ["train=false", f"ckpt_path={best}", "~logger", *TINY])
+    assert math.isnan(train(cfg))  # nothing was optimised in this run
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and "val/f1_best" not in metrics
+
+
 @pytest.mark.slow
 def test_resume_from_last_checkpoint(tiny_run, tmp_path):
     last = tiny_run / "checkpoints" / "last.ckpt"

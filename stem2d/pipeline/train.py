@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 import time
 from typing import Any
@@ -109,31 +110,38 @@ def train(cfg: DictConfig) -> float:
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     metrics: dict[str, float] = {}
-    best = None
+    best = tested = None
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update(to_float_dict(trainer.callback_metrics))
         best = _best_checkpoint(trainer)
     if cfg.get("test", True):
         ckpt = best if cfg.get("train", True) else cfg.get("ckpt_path")
+        if ckpt is None and not cfg.get("train", True):
+            log.warning("train=false without ckpt_path: testing an untrained model")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+        tested = ckpt
         metrics.update(to_float_dict(trainer.callback_metrics))
 
     name = cfg.optimized_metric
     if name not in metrics:
-        raise ValueError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+        if cfg.get("train", True):
+            raise ValueError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+        log.warning("test-only run: %s was not measured, returning NaN", name)
+    value = metrics.get(name, math.nan)
     _log_hparams(trainer, cfg, {k: v for k, v in metrics.items() if k == name or k.startswith("test/")})
     if trainer.is_global_zero:
         summary = {
             "optimized_metric": name,
-            "value": metrics[name],
+            "value": value,
             "metrics": metrics,
             "best_checkpoint": best,
+            "tested_checkpoint": None if tested is None else str(tested),
             "epochs": trainer.current_epoch,
             "wall_time_s": round(time.perf_counter() - start, 1),
             "class_names": list(model.hparams.class_names),
             "command": " ".join(sys.argv),
         }
         write_json(output_dir(cfg) / "metrics.json", summary)
-    log.info("%s = %.4f", name, metrics[name])
-    return metrics[name]
+    log.info("%s = %.4f", name, value)
+    return value
