@@ -8,11 +8,12 @@ STAMP := .install.stamp
 
 # torch: whatever torch is installed is kept (a GPU user's CUDA build is never replaced);
 # only an environment without torch gets the CPU wheel, so no CPU user downloads CUDA.
-# The editable install is redone when pyproject.toml changes or it points at another checkout.
+# The editable install is redone when pyproject.toml changes or it points at another checkout
+# (checked from /, so the checkout on the current directory's path cannot fake it).
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
-	@$(PYTHON) -c "import pathlib, stem2d, hydra_plugins.stem2d_optuna_sweeper; \
-	  assert pathlib.Path(stem2d.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve()" 2>/dev/null \
+	@(cd / && $(PYTHON) -c "import pathlib, stem2d, hydra_plugins.stem2d_optuna_sweeper; \
+	  assert pathlib.Path(stem2d.__file__).resolve().parents[1] == pathlib.Path('$(CURDIR)').resolve()") 2>/dev/null \
 	  && [ $(STAMP) -nt pyproject.toml ] \
 	  || { $(PIP) install -e ".[test]" && touch $(STAMP); }
 
