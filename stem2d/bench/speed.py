@@ -47,6 +47,14 @@ def rate(fn: Callable[[], int], *, repeats: int = 1) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _sweep_rate(get: Callable[[int], object], n: int) -> float:
+    """Items per second of one pass ``get(0), ..., get(n - 1)`` (no warm-up)."""
+    start = time.perf_counter()
+    for i in range(n):
+        get(i)
+    return n / (time.perf_counter() - start)
+
+
 def _model_cfg(cfg: BenchConfig, name: str):
     path = cfg.conf_dir / "model" / f"{name}.yaml"
     if not path.is_file():
@@ -109,10 +117,7 @@ def _tiles(cfg: BenchConfig) -> tuple[float, np.ndarray]:
                              num_workers=0, persistent_workers=False)
     dm.setup("test")
     ds = dm.datasets["test"]
-    start = time.perf_counter()
-    for i in range(len(ds)):
-        ds[i]
-    tiles_s = len(ds) / (time.perf_counter() - start)
+    tiles_s = _sweep_rate(ds.__getitem__, len(ds))
     raw = np.stack([ds.sample(i).image for i in range(min(len(ds), cfg.infer_tiles))]).astype(np.float32)
     reps = -(-cfg.infer_tiles // len(raw))
     return tiles_s, np.concatenate([raw] * reps)[: cfg.infer_tiles]
@@ -120,10 +125,7 @@ def _tiles(cfg: BenchConfig) -> tuple[float, np.ndarray]:
 
 def _frames_rate(cfg: BenchConfig) -> float:
     movie = simulate_movie(MovieConfig(n_frames=cfg.speed_frames, frame_shape=cfg.frame_shape), rng=cfg.seed)
-    start = time.perf_counter()
-    for k in range(len(movie.frames)):
-        movie.frames[k]
-    return len(movie.frames) / (time.perf_counter() - start)
+    return _sweep_rate(movie.frames.__getitem__, len(movie.frames))
 
 
 def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, run_dir: Path) -> tuple[dict, float]:
@@ -162,17 +164,9 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
     h, w = cfg.frame_shape
     t.add("simulate movie frames", _frames_rate(cfg), "frames/s",
           f"{cfg.speed_frames} frames of {h}x{w} px (render + acquisition), MovieConfig defaults")
-    for name in ("cam_cnn", "seed_cnn"):
-        t.add(f"train {name}", train_rate(cfg, name, device="cpu"), "tiles/s",
-              f"{cfg.train_steps} forward+backward+step of conf/model/{name}.yaml at batch {cfg.train_batch}")
-    model, source = _classifier(cfg, ckpts, "cpu")
-    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
-          f"{len(raw)} tiles, batch 256, {source}")
-    unet, source = _unet(cfg, ckpts, "cpu")
     n = cfg.unet_frame_px
     canon = np.random.default_rng(cfg.seed).poisson(50.0, (n, n)).astype(np.float32)
-    t.add("U-Net probability map", rate(_unet_frame(unet, canon, "cpu"), repeats=3), "frames/s",
-          f"{n}x{n} px at {CANONICAL_PIXEL_SIZE_A} A/px (whole frame, one tile), {source}")
+    _model_rows(t, cfg, ckpts, raw, canon, device="cpu", unet_repeats=3, detailed=True)
     sec = Section(TITLE, tables=[t])
     sec.tables.append(_e2e_table(cfg, ckpts, work))
     if torch.cuda.is_available():
@@ -180,6 +174,25 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
     else:
         sec.paragraphs.append("No CUDA GPU on this machine: GPU figures skipped.")
     return sec
+
+
+def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray, canon: np.ndarray, *,
+                device: str, unet_repeats: int, detailed: bool) -> None:
+    """Add to ``t`` the rates of training both classifiers, classifying ``raw`` and the U-Net map of
+    ``canon`` on ``device``; ``detailed`` spells out the settings (the first table does, the GPU
+    table refers to it)."""
+    for name in ("cam_cnn", "seed_cnn"):
+        what = f"forward+backward+step of conf/model/{name}.yaml" if detailed else "steps"
+        t.add(f"train {name}", train_rate(cfg, name, device=device), "tiles/s",
+              f"{cfg.train_steps} {what} at batch {cfg.train_batch}")
+    model, source = _classifier(cfg, ckpts, device)
+    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
+          f"{len(raw)} tiles, batch 256, {source}")
+    unet, source = _unet(cfg, ckpts, device)
+    n = cfg.unet_frame_px
+    where = f" at {CANONICAL_PIXEL_SIZE_A} A/px (whole frame, one tile)" if detailed else ""
+    t.add("U-Net probability map", rate(_unet_frame(unet, canon, device), repeats=unet_repeats), "frames/s",
+          f"{n}x{n} px{where}, {source}")
 
 
 def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
@@ -207,14 +220,6 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
 def _gpu_table(cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray, canon: np.ndarray) -> Table:
     torch.cuda.reset_peak_memory_stats()
     t = Table(f"**Throughput on the GPU** ({torch.cuda.get_device_name(0)}).", ["what", "rate", "unit", "settings"])
-    for name in ("cam_cnn", "seed_cnn"):
-        t.add(f"train {name}", train_rate(cfg, name, device="cuda"), "tiles/s",
-              f"{cfg.train_steps} steps at batch {cfg.train_batch}")
-    model, source = _classifier(cfg, ckpts, "cuda")
-    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
-          f"{len(raw)} tiles, batch 256, {source}")
-    unet, source = _unet(cfg, ckpts, "cuda")
-    t.add("U-Net probability map", rate(_unet_frame(unet, canon, "cuda"), repeats=5), "frames/s",
-          f"{cfg.unet_frame_px}x{cfg.unet_frame_px} px, {source}")
+    _model_rows(t, cfg, ckpts, raw, canon, device="cuda", unet_repeats=5, detailed=False)
     t.add("peak GPU memory", torch.cuda.max_memory_allocated() / 2**20, "MB", "torch.cuda.max_memory_allocated")
     return t

@@ -6,27 +6,26 @@ into defect masks (a disk at every defect site). Each frame is split by region: 
 ``val_fraction`` stripe gives the validation (and test) tiles, the rest the training tiles, so
 no pixel of a validation tile is ever in a training tile. Training tiles are augmented on the
 fly; a sample's randomness is a pure function of ``(seed, epoch, tile index)``.
+
+Labelling is in :mod:`stem2d.data.labels`, tiling and augmentation in :mod:`stem2d.data.pixel_tiles`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
-from scipy import ndimage
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier import LABELERS
+from stem2d.data.labels import EDGE_PAD_PX, LABEL_METHODS, LabelledFrame, defect_mask, label_frame  # noqa: F401
+from stem2d.data.pixel_tiles import EpochSampler, TileDataset, augment_pair, region_split, tile_origins
 from stem2d.io.readers import read_movie
-from stem2d.io.scale import measure_pixel_size, resample, resample_factors, to_resampled_coords
+from stem2d.io.scale import measure_pixel_size
 from stem2d.materials import get_material
-from stem2d.preprocess import standardize_tiles
 
 log = logging.getLogger(__name__)
 
@@ -41,140 +40,7 @@ __all__ = [
     "tile_origins",
 ]
 
-LABEL_METHODS = ("fourier", "lattice", "truth")
 _TILE_MULTIPLE = 16
-#: Reflected border around every labelled frame: tiles at the frame edge then look like the
-#: frame edge at inference (``predict_frame`` pads by the U-Net's 23 px receptive radius -> 24).
-EDGE_PAD_PX = 24
-
-
-@dataclass(frozen=True)
-class LabelledFrame:
-    """A frame at the canonical sampling and its defect mask, both padded by ``pad`` px on every
-    side (image: reflected, as :func:`stem2d.detect.predict_frame` pads frames; mask: False)."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    n_points: int
-    source: str
-    pad: int = 0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """Shape of the frame without its padding."""
-        return self.image.shape[0] - 2 * self.pad, self.image.shape[1] - 2 * self.pad
-
-
-def defect_mask(shape: tuple[int, int], points: np.ndarray, *, radius_px: float) -> np.ndarray:
-    """Bool mask with a disk of ``radius_px`` around every (row, col) point (pixel centres)."""
-    mask = np.zeros(shape, dtype=bool)
-    r = int(np.ceil(radius_px))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-    for pr, pc in np.asarray(points, dtype=float).reshape(-1, 2):
-        rows, cols = np.rint(pr).astype(int) + dy, np.rint(pc).astype(int) + dx
-        inside = ((rows - pr) ** 2 + (cols - pc) ** 2 <= radius_px**2) & (rows >= 0) & (rows < shape[0]) \
-            & (cols >= 0) & (cols < shape[1])
-        mask[rows[inside], cols[inside]] = True
-    return mask
-
-
-def region_split(height: int, *, val_fraction: float, val_tile: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Row ranges ``(train, val)``: the bottom stripe (at least ``val_tile`` rows) is validation."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    val_h = max(round(val_fraction * height), val_tile)
-    if val_h >= height:
-        raise ValueError(f"frame of {height} rows cannot hold a validation stripe of {val_h} rows")
-    return (0, height - val_h), (height - val_h, height)
-
-
-def tile_origins(rows: tuple[int, int], width: int, *, tile: int, stride: int) -> list[tuple[int, int]]:
-    """Top-left corners of ``tile`` x ``tile`` tiles inside rows ``[r0, r1)`` and ``width`` columns,
-    every ``stride`` px, plus a last one flush with the far edges."""
-    r0, r1 = rows
-
-    def starts(lo: int, hi: int) -> list[int]:
-        if hi - lo < tile:
-            return []
-        s = list(range(lo, hi - tile + 1, stride))
-        return s if s[-1] == hi - tile else s + [hi - tile]
-
-    return [(r, c) for r in starts(r0, r1) for c in starts(0, width)]
-
-
-def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, dihedral: bool,
-                 dose_probability: float, peak_counts_range: tuple[float, float], blur_probability: float,
-                 max_blur_px: float, gamma_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Random augmentation of a (tile, mask) pair.
-
-    - dihedral: one of the 8 rotations/flips (the lattice has no preferred orientation);
-    - gamma: ``x ** gamma`` on the min-max scaled tile (detector / display non-linearity);
-    - blur: Gaussian of sigma up to ``max_blur_px`` (defocus, a wider probe);
-    - dose: Poisson counts at a W-column peak drawn in ``peak_counts_range`` (a lower dose).
-    """
-    if dihedral:
-        k = int(rng.integers(8))
-        image, mask = np.rot90(image, k % 4), np.rot90(mask, k % 4)
-        if k >= 4:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-    lo, hi = np.percentile(image, [0.5, 99.5])
-    x = np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, None)
-    x = x ** rng.uniform(*gamma_range)
-    if rng.uniform() < blur_probability:
-        x = ndimage.gaussian_filter(x, rng.uniform(0.0, max_blur_px))
-    if rng.uniform() < dose_probability:
-        peak = np.exp(rng.uniform(*np.log(peak_counts_range)))
-        x = rng.poisson(x * peak).astype(np.float64)
-    return x, np.ascontiguousarray(mask)
-
-
-class TileDataset(Dataset):
-    """Tiles cut from labelled frames; training tiles are augmented.
-
-    Item ``k`` is tile ``k % len(origins)`` drawn with a generator seeded by
-    ``(seed, k // len(origins), k % len(origins))``: indices beyond the first ``len(self)``
-    (from :class:`EpochSampler`) give new augmentations of the same tiles.
-    """
-
-    def __init__(self, frames: Sequence[LabelledFrame], origins: Sequence[tuple[int, int, int]], *,
-                 tile: int, seed: int, augment: Mapping | None = None) -> None:
-        self.frames, self.origins, self.tile, self.seed = list(frames), list(origins), int(tile), int(seed)
-        self.augment = None if augment is None else dict(augment)
-
-    def __len__(self) -> int:
-        return len(self.origins)
-
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        epoch, i = divmod(int(k), len(self.origins))
-        f, r, c = self.origins[i]
-        frame = self.frames[f]
-        image = frame.image[r:r + self.tile, c:c + self.tile]
-        mask = frame.mask[r:r + self.tile, c:c + self.tile]
-        if self.augment is not None:
-            image, mask = augment_pair(image, mask, np.random.default_rng([self.seed, epoch, i]), **self.augment)
-        return {"image": torch.from_numpy(standardize_tiles(image)[None].copy()),
-                "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)[None])}
-
-
-class EpochSampler(Sampler[int]):
-    """Shuffles ``samples_per_epoch`` tile indices per epoch and tags them with the epoch
-    (index + epoch * n), so :class:`TileDataset` augments differently every epoch."""
-
-    def __init__(self, n: int, *, samples_per_epoch: int | None, seed: int) -> None:
-        self.n, self.seed, self.epoch = int(n), int(seed), 0
-        self.samples = self.n if samples_per_epoch is None else int(samples_per_epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.samples
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, 7, self.epoch])
-        reps = -(-self.samples // self.n)
-        idx = np.concatenate([rng.permutation(self.n) + (self.epoch * reps + r) * self.n for r in range(reps)])
-        return iter(idx[: self.samples].tolist())
 
 
 def _plain(obj):
@@ -207,26 +73,6 @@ def _synthetic_movies(config: Mapping | None, *, n_movies: int, n_frames: int, s
             raise ValueError(f"data.synthetic: {err}") from None
         movies.append(simulate_movie(cfg, seed + i))
     return movies
-
-
-def label_frame(frame: np.ndarray, *, method: str, pixel_size_A: float, material, truth: np.ndarray | None,
-                radius_A: float, source: str) -> LabelledFrame:
-    """Resample a frame to 0.3 A/px and label it; ``truth`` (input-frame px) for ``method='truth'``."""
-    if method not in LABEL_METHODS:
-        raise ValueError(f"data.label_method={method!r}: choose one of {list(LABEL_METHODS)}")
-    factors = resample_factors(np.shape(frame), from_pixel_size_A=pixel_size_A)
-    image = resample(frame, from_pixel_size_A=pixel_size_A)
-    if method == "truth":
-        if truth is None:
-            raise ValueError(f"data.label_method='truth' needs a synthetic movie; {source} has no truth")
-        points = to_resampled_coords(truth, factors)
-    else:
-        points = LABELERS[method](image, material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A)
-    mask = defect_mask(image.shape, points, radius_px=radius_A / CANONICAL_PIXEL_SIZE_A)
-    if min(image.shape) <= EDGE_PAD_PX:
-        raise ValueError(f"{source}: frame of {image.shape} px at 0.3 A/px is too small to label")
-    return LabelledFrame(np.pad(image, EDGE_PAD_PX, mode="reflect").astype(np.float32),
-                         np.pad(mask, EDGE_PAD_PX), len(points), source, EDGE_PAD_PX)
 
 
 class ExperimentalDataModule(pl.LightningDataModule):

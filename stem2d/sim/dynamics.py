@@ -50,7 +50,28 @@ def kind_names(material: Material, dopant: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class DefectRates:
+class DefectRateFields:
+    """The fields of :class:`DefectRates`, with their defaults (documented there).
+
+    :class:`~stem2d.sim.movie_config.MovieConfig` inherits them too, so the two always carry
+    the same names and defaults; the checks and derived values live in :class:`DefectRates`.
+    """
+
+    mo_density_per_nm2: float = 0.11
+    s_vacancy_density_per_nm2: float = 0.1
+    w_vacancy_density_per_nm2: float = 0.01
+    w_antisite_density_per_nm2: float = 0.01
+    s_vacancy_creation_per_nm2_frame: float = 0.005
+    w_vacancy_creation_per_nm2_frame: float = 5e-4
+    w_antisite_creation_per_nm2_frame: float = 5e-4
+    s_vacancy_hop_prob: float = 0.1
+    s_vacancy_sticky_factor: float = 0.3
+    mo_switch_prob_ab: float = 0.1
+    mo_switch_prob_ba: float = 0.2
+
+
+@dataclass(frozen=True)
+class DefectRates(DefectRateFields):
     """Initial densities and per-frame rates of the defect dynamics (see the module docstring).
 
     Attributes
@@ -72,18 +93,6 @@ class DefectRates:
     mo_switch_prob_ab, mo_switch_prob_ba : float, default 0.1, 0.2
         Per-frame probabilities that a dopant switches A -> B and B -> A.
     """
-
-    mo_density_per_nm2: float = 0.11
-    s_vacancy_density_per_nm2: float = 0.1
-    w_vacancy_density_per_nm2: float = 0.01
-    w_antisite_density_per_nm2: float = 0.01
-    s_vacancy_creation_per_nm2_frame: float = 0.005
-    w_vacancy_creation_per_nm2_frame: float = 5e-4
-    w_antisite_creation_per_nm2_frame: float = 5e-4
-    s_vacancy_hop_prob: float = 0.1
-    s_vacancy_sticky_factor: float = 0.3
-    mo_switch_prob_ab: float = 0.1
-    mo_switch_prob_ba: float = 0.2
 
     def __post_init__(self) -> None:
         for f in fields(self):
