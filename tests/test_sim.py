@@ -7,7 +7,7 @@ from scipy.spatial import cKDTree
 from stem2d.classes import DEFAULT_CLASS_KINDS, ClassSet, parse_kind
 from stem2d.materials import MATERIALS, get_material
 from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf
-from stem2d.sim.lattice import apply_defect, mx2_columns, nearest_column
+from stem2d.sim.lattice import apply_defect, hollow_directions, mx2_columns, nearest_column
 from stem2d.sim.tiles import check_tile_size, simulate_tile
 
 WS2 = get_material("WS2")
@@ -128,3 +128,40 @@ def test_default_classes_contract():
     assert cs.names == ("pristine", "mo_dopant", "s_vacancy", "w_vacancy", "w_dopant")
     cs.validate(WS2)
     assert cs.to_dict() == {k: list(v) for k, v in DEFAULT_CLASS_KINDS.items()}
+
+
+def test_hollow_directions_point_at_empty_hollows():
+    cols = mx2_columns(WS2, extent_A=(20.0, 20.0), rotation_deg=17.0, origin_A=(10.0, 10.0))
+    m = nearest_column(cols, (10.0, 10.0), "M")
+    dirs = hollow_directions(17.0)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0)
+    for d in dirs:
+        to_hollow = np.hypot(*(cols.pos_A - (cols.pos_A[m] + WS2.mx_distance_A * d)).T).min()
+        to_x2 = np.hypot(*(cols.pos_A - (cols.pos_A[m] - WS2.mx_distance_A * d)).T).min()
+        assert to_hollow > 1.5 and to_x2 < 1e-9   # the opposite way lies an X2 column
+
+
+def test_neighbours_stay_away_from_the_centre_defect():
+    kw = {"material": WS2, "rng": 3, "probe": Probe(tail_fraction=0.0)}
+    alone, truth = simulate_tile("V_S", **kw)
+    crowded, truth2 = simulate_tile("V_S", neighbours=("Mo_W", "V_W", "V_S2", "W_S2"),
+                                    min_neighbour_distance_A=6.0, **kw)
+    assert truth == truth2
+    diff = np.abs(crowded - alone)
+    rr, cc = np.indices(diff.shape)
+    dist_px = np.hypot(rr - truth.row, cc - truth.col)
+    assert diff.max() > 0.3                                   # the neighbours are in the tile
+    # probe sigma 1.27 px: 6 A = 20 px away, nothing changes within 20 - 7 px of the centre site
+    assert diff[dist_px < 13.0].max() < 1e-4 * diff.max()
+
+
+def test_displaced_dopant_moves_its_column_towards_a_hollow():
+    kw = {"material": WS2, "rng": 5, "probe": Probe(tail_fraction=0.0), "max_offset_px": 0.0}
+    on_site, truth = simulate_tile("Mo_W", **kw)
+    moved, truth_b = simulate_tile("Mo_W", dopant_offset_A=0.5, **kw)
+    assert truth == truth_b                                   # the label stays the metal site
+    diff = moved - on_site
+    peak = np.unravel_index(diff.argmax(), diff.shape)
+    shift_px = np.hypot(peak[0] - truth.row, peak[1] - truth.col)
+    assert 0.5 < shift_px < 4.0 and np.abs(diff).max() > 0.02
+    np.testing.assert_array_equal(simulate_tile("Mo_W", dopant_offset_A=0.5, **kw)[0], moved)

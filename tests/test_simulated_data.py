@@ -12,6 +12,7 @@ from stem2d.classes import ClassSet
 from stem2d.data.simulated import (
     SPLITS,
     SimulatedDataModule,
+    Neighbours,
     SimulatedTileDataset,
     make_split,
     simulate_bases,
@@ -108,7 +109,8 @@ def test_val_loader_is_identical_with_a_worker():
 @pytest.mark.parametrize("key, value", [
     ("material", "XYZ2"), ("dose_range_e_per_A2", [-10.0, 100.0]), ("pixel_size_A", 0.0),
     ("tile_size_px", 8), ("base_size_px", 70), ("noise_modes", ["blur"]), ("n_train_samples", 0),
-    ("probe_fwhm_range_A", [0.0, 1.0]),
+    ("probe_fwhm_range_A", [0.0, 1.0]), ("neighbour_density_per_nm2", -0.1),
+    ("max_dopant_offset_A", -1.0),
 ])
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(ValueError, match=key):
@@ -133,3 +135,26 @@ def test_hydra_config_composes(class_set):
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (8, 1, 64, 64)
     assert int(batch["label"].max()) < len(expected)
+
+
+def test_neighbours_change_only_their_own_stream():
+    """Neighbours come from a separate seed stream: with density 0 and no dopant offset the bases
+    are those of the plain simulation; with neighbours every defect keeps its label and site."""
+    kw = {"material": WS2, "n_per_class": 3, "split": "val", "seed": 5, "size_px": 96}
+    plain = simulate_bases(DEFAULT, **kw)
+    none = simulate_bases(DEFAULT, neighbours=Neighbours(0.0, 4.0, 0.0), **kw)
+    crowded = simulate_bases(DEFAULT, neighbours=Neighbours(1.0, 4.0, 0.6), **kw)
+    np.testing.assert_array_equal(plain.clean, none.clean)
+    np.testing.assert_array_equal(plain.label, crowded.label)
+    np.testing.assert_array_equal(plain.pos, crowded.pos)
+    changed = np.abs(crowded.clean - plain.clean).max(axis=(1, 2)) > 0.1
+    assert changed.mean() > 0.8          # ~8 neighbours per 8.3 nm^2 base at 1 per nm^2
+    again = simulate_bases(DEFAULT, neighbours=Neighbours(1.0, 4.0, 0.6), **kw)
+    np.testing.assert_array_equal(crowded.clean, again.clean)
+
+
+def test_neighbour_draw_uses_defect_classes_only():
+    draw = Neighbours(2.0, 5.0, 0.5).draw(DEFAULT, area_nm2=10.0, rng=1)
+    pristine_free = {k for _, kinds in DEFAULT.kinds for k in kinds}
+    assert draw["neighbours"] and set(draw["neighbours"]) <= pristine_free
+    assert draw["min_neighbour_distance_A"] == 5.0 and 0.0 <= draw["dopant_offset_A"] <= 0.5

@@ -25,12 +25,12 @@ from stem2d.materials import Material, get_material
 from stem2d.preprocess import standardize_tiles
 from stem2d.sim.augment import NOISE_MODES, AugmentedTile, AugmentParams, augment_tile
 from stem2d.sim.imaging import Probe
-from stem2d.sim.tiles import check_tile_size, simulate_tile
+from stem2d.sim.tiles import check_tile_size, sample_kind, simulate_tile
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-BASE_STREAM, SAMPLE_STREAM = 1, 2
+BASE_STREAM, SAMPLE_STREAM, NEIGHBOUR_STREAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,44 @@ class TileBases:
         return len(self.label)
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """What surrounds the centre defect of a base tile, as in a window cut from a movie.
+
+    Attributes
+    ----------
+    density_per_nm2 : float
+        Mean density of other defects (Poisson count over the base area); each one's class is
+        drawn uniformly among the defect classes, then its kind among the class's kinds.
+    min_distance_A : float
+        No other defect closer than this to the centre site.
+    max_dopant_offset_A : float
+        A metal-site dopant at the centre is displaced towards a hollow site by a distance
+        drawn uniformly in [0, max] (Mo configuration B is 0.5 A).
+    """
+
+    density_per_nm2: float = 0.0
+    min_distance_A: float = 4.0
+    max_dopant_offset_A: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("density_per_nm2", "min_distance_A", "max_dopant_offset_A"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 0")
+
+    def draw(self, classes: ClassSet, *, area_nm2: float, rng=None) -> dict:
+        """Keyword arguments of :func:`~stem2d.sim.tiles.simulate_tile` for one base."""
+        rng = np.random.default_rng(rng)
+        defect_classes = [name for name, kinds in classes.kinds if kinds]
+        n = int(rng.poisson(self.density_per_nm2 * area_nm2)) if defect_classes else 0
+        names = [defect_classes[int(rng.integers(len(defect_classes)))] for _ in range(n)]
+        return {
+            "neighbours": tuple(sample_kind(name, classes, rng) for name in names),
+            "min_neighbour_distance_A": self.min_distance_A,
+            "dopant_offset_A": float(rng.uniform(0.0, self.max_dopant_offset_A)),
+        }
+
+
 def _split_id(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}")
@@ -78,24 +116,30 @@ def simulate_bases(
     max_offset_px: float = 2.0,
     probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
     z_exponent_range: tuple[float, float] = (1.6, 1.9),
+    neighbours: Neighbours = Neighbours(),
 ) -> TileBases:
     """Simulate ``n_per_class`` clean base tiles of every class for one split.
 
     Each base has its own lattice rotation, sub-pixel defect offset (within ``max_offset_px`` of
     the centre), probe FWHM and Z-contrast exponent (uniform in the ranges); a class's defect
     kinds take turns (base b gets kind b mod n_kinds), so multi-kind classes stay balanced.
+    ``neighbours`` adds the surroundings of a movie window (other defects, displaced dopants);
+    its random numbers come from their own stream, so the default leaves the bases unchanged.
     """
     split_id = _split_id(split)
+    area_nm2 = (size_px * pixel_size_A / 10.0) ** 2
     clean, label, pos, kinds, entropy = [], [], [], [], []
     for c, (_, class_kinds) in enumerate(classes.kinds):
         for b in range(n_per_class):
             ent = (int(seed), split_id, BASE_STREAM, c, b)
             rng = np.random.default_rng(np.random.SeedSequence(ent))
+            extra = np.random.default_rng(np.random.SeedSequence(ent + (NEIGHBOUR_STREAM,)))
             kind = class_kinds[b % len(class_kinds)] if class_kinds else None
             probe = Probe(fwhm_A=rng.uniform(*probe_fwhm_range_A))
             image, truth = simulate_tile(
                 kind, material=material, rng=rng, size_px=size_px, pixel_size_A=pixel_size_A,
-                probe=probe, z_exponent=rng.uniform(*z_exponent_range), max_offset_px=max_offset_px)
+                probe=probe, z_exponent=rng.uniform(*z_exponent_range), max_offset_px=max_offset_px,
+                **neighbours.draw(classes, area_nm2=area_nm2, rng=extra))
             clean.append(image)
             label.append(c)
             pos.append((truth.row, truth.col))
@@ -167,6 +211,7 @@ def make_split(
     max_offset_px: float = 2.0,
     probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
     z_exponent_range: tuple[float, float] = (1.6, 1.9),
+    neighbours: Neighbours = Neighbours(),
 ) -> SimulatedTileDataset:
     """Simulate the bases of one split and wrap them in a :class:`SimulatedTileDataset`.
 
@@ -177,7 +222,7 @@ def make_split(
     bases = simulate_bases(classes, material=material, n_per_class=n_bases_per_class, split=split,
                            seed=seed, size_px=base_size_px, pixel_size_A=params.pixel_size_A,
                            max_offset_px=max_offset_px, probe_fwhm_range_A=probe_fwhm_range_A,
-                           z_exponent_range=z_exponent_range)
+                           z_exponent_range=z_exponent_range, neighbours=neighbours)
     return SimulatedTileDataset(bases, n_samples=n_samples, seed=seed, params=params)
 
 
@@ -229,6 +274,9 @@ class SimulatedDataModule(pl.LightningDataModule):
         max_blur_px: float = 0.5,
         noise_modes: Sequence[str] = NOISE_MODES,
         noise_probabilities: Sequence[float] | None = None,
+        neighbour_density_per_nm2: float = 0.25,
+        min_neighbour_distance_A: float = 4.0,
+        max_dopant_offset_A: float = 0.6,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -252,8 +300,12 @@ class SimulatedDataModule(pl.LightningDataModule):
             check_tile_size(int(tile_size_px), float(pixel_size_A), self.material)
         except ValueError as err:
             raise ValueError(f"tile_size_px={tile_size_px}: {err}") from None
-        if max_offset_px < 0:
-            raise ValueError(f"max_offset_px={max_offset_px} must be >= 0")
+        for key, value in {"max_offset_px": max_offset_px,
+                           "neighbour_density_per_nm2": neighbour_density_per_nm2,
+                           "min_neighbour_distance_A": min_neighbour_distance_A,
+                           "max_dopant_offset_A": max_dopant_offset_A}.items():
+            if not float(value) >= 0:
+                raise ValueError(f"{key}={value} must be >= 0")
         self.params = AugmentParams(
             tile_size_px=int(tile_size_px), pixel_size_A=float(pixel_size_A),
             flip_probability=float(flip_probability), max_shear=float(max_shear),
@@ -271,7 +323,10 @@ class SimulatedDataModule(pl.LightningDataModule):
         self._sim = {"material": self.material, "base_size_px": int(base_size_px),
                      "params": self.params, "max_offset_px": float(max_offset_px),
                      "probe_fwhm_range_A": _positive_range("probe_fwhm_range_A", probe_fwhm_range_A),
-                     "z_exponent_range": _positive_range("z_exponent_range", z_exponent_range)}
+                     "z_exponent_range": _positive_range("z_exponent_range", z_exponent_range),
+                     "neighbours": Neighbours(float(neighbour_density_per_nm2),
+                                              float(min_neighbour_distance_A),
+                                              float(max_dopant_offset_A))}
         self._bases = {"train": int(n_bases_per_class), "val": int(n_val_bases_per_class),
                        "test": int(n_test_bases_per_class)}
         self._samples = {"train": int(n_train_samples), "val": int(n_val_samples),

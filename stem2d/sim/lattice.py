@@ -92,6 +92,24 @@ def mx2_columns(
     return Columns(pos[keep], site[keep], atoms[keep])
 
 
+def hollow_directions(rotation_deg: float) -> np.ndarray:
+    """Unit vectors (3, 2), (row, col), from a metal column towards its three nearest hollow sites.
+
+    The hollows of the 2H honeycomb sit at 2 (a1 + a2) / 3 modulo the lattice; a metal dopant
+    displaced towards one of them is the "configuration B" seen in Mo-doped WS2 movies.
+    """
+    v1, v2 = lattice_vectors_A(1.0, rotation_deg)
+    dirs = np.stack([-(v1 + v2), 2 * v1 - v2, 2 * v2 - v1]) / 3.0
+    return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
+def displace_column(columns: Columns, index: int, offset_A: np.ndarray) -> Columns:
+    """Return a copy of ``columns`` with column ``index`` moved by ``offset_A`` (row, col in A)."""
+    pos = columns.pos_A.copy()
+    pos[index] += np.asarray(offset_A, dtype=np.float64)
+    return replace(columns, pos_A=pos)
+
+
 def nearest_column(columns: Columns, point_A: tuple[float, float], site: str) -> int:
     """Index of the column of type ``site`` ("M" or "X") nearest to ``point_A`` (row, col in A)."""
     candidates = np.flatnonzero(columns.site == site)

@@ -10,7 +10,15 @@ from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import ClassSet, parse_kind
 from stem2d.materials import Material
 from stem2d.sim.imaging import Probe, render_haadf
-from stem2d.sim.lattice import apply_defect, lattice_vectors_A, mx2_columns, nearest_column
+from stem2d.sim.lattice import (
+    Columns,
+    apply_defect,
+    displace_column,
+    hollow_directions,
+    lattice_vectors_A,
+    mx2_columns,
+    nearest_column,
+)
 
 #: Smallest tile that holds a full unit cell plus the probe, in units of the lattice constant.
 _MIN_TILE_IN_CELLS = 2.0
@@ -56,6 +64,9 @@ def simulate_tile(
     z_exponent: float = 1.7,
     max_offset_px: float = 3.0,
     rotation_deg: float | None = None,
+    dopant_offset_A: float = 0.0,
+    neighbours: tuple[str, ...] = (),
+    min_neighbour_distance_A: float = 4.0,
 ) -> tuple[np.ndarray, TileTruth]:
     """Noise-free HAADF tile with one defect of ``kind`` near its centre.
 
@@ -77,6 +88,15 @@ def simulate_tile(
         Image formation, see :func:`stem2d.sim.imaging.render_haadf`.
     max_offset_px : float, default 3
         Radius of the disc around the centre where the defect site is placed.
+    dopant_offset_A : float, default 0
+        A metal-site substitution (e.g. ``Mo_W``) is moved this far towards one of its three
+        hollow sites (random): the displaced "configuration B" of Mo dopants in WS2 movies.
+        The reported position stays the metal site. Ignored for other kinds.
+    neighbours : tuple of str, default ()
+        Defect kinds placed on other random columns of the tile, at least
+        ``min_neighbour_distance_A`` from the centre site (and its column): the other defects a
+        window cut from a movie holds. The tile's label stays the centre defect's.
+    min_neighbour_distance_A : float, default 4
 
     Returns
     -------
@@ -97,11 +117,50 @@ def simulate_tile(
     origin = target_A if site == "M" else target_A - (vecs[0] + vecs[1]) / 3.0
     extent = (size_px * pixel_size_A, size_px * pixel_size_A)
     columns = mx2_columns(material, extent_A=extent, rotation_deg=theta, origin_A=tuple(origin))
+    index = nearest_column(columns, tuple(target_A), site)
     if parsed is not None:
-        index = nearest_column(columns, tuple(target_A), site)
         columns = apply_defect(columns, parsed, index)
+        if dopant_offset_A and parsed.site == "M" and parsed.occupant_z:
+            direction = hollow_directions(theta)[rng.integers(3)]
+            columns = displace_column(columns, index, dopant_offset_A * direction)
+    columns = add_neighbours(columns, neighbours, material=material, centre_A=target_A,
+                             min_distance_A=min_neighbour_distance_A, exclude=index,
+                             extent_A=extent, rng=rng)
     image = render_haadf(columns, shape=(size_px, size_px), pixel_size_A=pixel_size_A,
                          probe=probe, z_exponent=z_exponent, z_reference=material.z_metal)
     if parsed is None:
         return image, TileTruth(np.nan, np.nan, None, None)
     return image, TileTruth(float(target_px[0]), float(target_px[1]), kind, site)
+
+
+def add_neighbours(
+    columns: Columns,
+    kinds: tuple[str, ...],
+    *,
+    material: Material,
+    centre_A: np.ndarray,
+    min_distance_A: float,
+    exclude: int,
+    extent_A: tuple[float, float],
+    rng=None,
+) -> Columns:
+    """Put each defect of ``kinds`` on a random free column of its site >= ``min_distance_A`` away.
+
+    Only columns inside the image (``0 <= row, col <= extent_A``) are used; columns within
+    ``min_distance_A`` of ``centre_A`` (row, col in A) and column ``exclude`` never are, nor is
+    a column twice. A kind with no free column left is skipped.
+    """
+    rng = np.random.default_rng(rng)
+    pos = columns.pos_A
+    free = ((np.hypot(*(pos - np.asarray(centre_A)).T) >= min_distance_A)
+            & (pos >= 0).all(axis=1) & (pos <= np.asarray(extent_A)).all(axis=1))
+    free[exclude] = False
+    for name in kinds:
+        parsed = parse_kind(name, material)
+        candidates = np.flatnonzero(free & (columns.site == parsed.site))
+        if candidates.size == 0:
+            continue
+        index = int(candidates[rng.integers(candidates.size)])
+        columns = apply_defect(columns, parsed, index)
+        free[index] = False
+    return columns
