@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stem2d.models.nets import CamNet, SeedCNN, build_net
+from stem2d.models.nets import CamNet, SeedCNN, build_net, centre_weights
 
 NETS = [
     pytest.param(lambda: CamNet(5), (16, 16), id="CamNet"),
@@ -74,3 +74,40 @@ def test_gradients_reach_every_parameter(x):
     net = CamNet(3, dropout=0.2)
     net(x).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_centre_pooled_logit_is_the_weighted_cam(x):
+    """With Gaussian pooling, logit_c = sum_xy g(x, y) CAM_c(x, y) + b_c and g sums to 1."""
+    net = CamNet(4, pool_sigma_px=8.0).eval()
+    g = centre_weights((16, 16), 2.0)
+    assert float(g.sum()) == pytest.approx(1.0)
+    assert g[7:9, 7:9].min() == g.max() and g[0, 0] < 1e-3 * g.max()
+    with torch.no_grad():
+        logits = net(x)
+        for c in range(4):
+            cam = net.cam(x, c, upsample=False)
+            torch.testing.assert_close((cam * g).sum(dim=(1, 2)) + net.head.bias[c], logits[:, c],
+                                       rtol=1e-4, atol=1e-4)
+    twin = build_net(net.spec()).eval()
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), logits)
+
+
+def test_centre_pooling_ignores_a_change_at_the_border(x):
+    """A change in a tile corner moves a GAP logit much more than a centre-pooled one."""
+    torch.manual_seed(0)
+    gap = CamNet(3).eval()
+    centred = CamNet(3, pool_sigma_px=6.0).eval()
+    centred.load_state_dict(gap.state_dict())
+    y = x.clone()
+    y[:, :, :12, :12] += 5.0
+    with torch.no_grad():
+        d_gap = (gap(y) - gap(x)).abs().max()
+        d_centred = (centred(y) - centred(x)).abs().max()
+    assert d_centred < 0.01 * d_gap
+
+
+def test_pool_sigma_must_be_positive():
+    with pytest.raises(ValueError, match="pool_sigma_px=0"):
+        CamNet(3, pool_sigma_px=0)

@@ -3,6 +3,8 @@
 Both networks end in global average pooling (GAP) and a single linear layer, so the class
 activation map of class c is ``CAM_c = sum_k w[c, k] A_k`` over the last feature maps ``A``
 (Zhou et al., CVPR 2016, arXiv:1512.04150), and ``mean(CAM_c) + b_c`` equals the logit of c.
+CamNet may instead pool with fixed Gaussian weights g around the tile centre; then
+``sum(g * CAM_c) + b_c`` is the logit.
 """
 
 from __future__ import annotations
@@ -15,21 +17,47 @@ from torch import nn
 
 from stem2d.cam import class_activation_map
 
-__all__ = ["CamNet", "SeedCNN", "NETS", "build_net"]
+__all__ = ["CamNet", "SeedCNN", "NETS", "build_net", "centre_weights"]
+
+
+def centre_weights(shape: tuple[int, int], sigma_cells: float | None) -> torch.Tensor:
+    """Pooling weights (h, w) summing to 1: uniform (GAP) for None, else a Gaussian of
+    ``sigma_cells`` feature cells around the map centre."""
+    h, w = shape
+    if sigma_cells is None:
+        return torch.full((h, w), 1.0 / (h * w))
+    r = torch.arange(h, dtype=torch.float32) - (h - 1) / 2
+    c = torch.arange(w, dtype=torch.float32) - (w - 1) / 2
+    g = torch.exp(-(r[:, None] ** 2 + c[None, :] ** 2) / (2 * float(sigma_cells) ** 2))
+    return g / g.sum()
 
 
 class _GapClassifier(nn.Module):
-    """Shared head: ``features`` -> GAP -> linear, plus the class activation map."""
+    """Shared head: ``features`` -> average pooling -> linear, plus the class activation map.
+
+    The pooling is global average pooling unless ``pool_sigma_cells`` is set: then a
+    Gaussian-weighted average around the map centre, so ``logit_c = sum_xy g(x, y) CAM_c(x, y)
+    + b_c`` (the CAM keeps Zhou et al.'s definition; the centre of the window, where the
+    detector put the defect, counts most).
+    """
 
     head: nn.Linear
+    pool_sigma_cells: float | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last feature maps ``A``, shape (B, K, h, w)."""
         raise NotImplementedError
 
+    def pool(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w) -> (B, K): GAP, or the centre-weighted average."""
+        if self.pool_sigma_cells is None:
+            return feats.mean(dim=(-2, -1))
+        g = centre_weights(tuple(feats.shape[-2:]), self.pool_sigma_cells)
+        return torch.einsum("bkhw,hw->bk", feats, g.to(feats.device, feats.dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape (B, num_classes), for images of shape (B, C, H, W)."""
-        return self.head(self.features(x).mean(dim=(-2, -1)))
+        return self.head(self.pool(self.features(x)))
 
     def forward_with_cam(
         self, x: torch.Tensor, class_idx: torch.Tensor | int | None = None, *, upsample: bool = True
@@ -42,7 +70,7 @@ class _GapClassifier(nn.Module):
         cam : Tensor, float32, (B, H, W) at input size when ``upsample`` else (B, h, w).
         """
         feats = self.features(x)
-        logits = self.head(feats.mean(dim=(-2, -1)))
+        logits = self.head(self.pool(feats))
         if class_idx is None:
             class_idx = logits.argmax(dim=1)
         size = tuple(x.shape[-2:]) if upsample else None
@@ -103,6 +131,10 @@ class CamNet(_GapClassifier):
         Border handling of the convolutions. ``"reflect"`` (default) continues the lattice
         past the tile edge; zero padding creates artificial edges whose features dominated
         the class activation maps of vacancies in our runs.
+    pool_sigma_px : float or None, keyword-only
+        None (default): global average pooling, as in Zhou et al. A number: Gaussian-weighted
+        pooling of this sigma in input pixels around the tile centre, for windows centred on a
+        detected defect whose neighbours must not decide the class.
     """
 
     def __init__(
@@ -114,9 +146,12 @@ class CamNet(_GapClassifier):
         convs_per_block: int = 2,
         dropout: float = 0.0,
         padding_mode: str = "reflect",
+        pool_sigma_px: float | None = None,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
+        if pool_sigma_px is not None and not float(pool_sigma_px) > 0:
+            raise ValueError(f"CamNet: pool_sigma_px={pool_sigma_px} must be > 0 or None")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"CamNet: padding_mode={padding_mode!r} is not one of {list(_PADDING_MODES)}")
         if num_classes < 2 or not channels or min(channels) < 1 or convs_per_block < 1:
@@ -131,7 +166,10 @@ class CamNet(_GapClassifier):
             "convs_per_block": int(convs_per_block),
             "dropout": float(dropout),
             "padding_mode": padding_mode,
+            "pool_sigma_px": None if pool_sigma_px is None else float(pool_sigma_px),
         }
+        stride = 2 ** (len(channels) - 1)
+        self.pool_sigma_cells = None if pool_sigma_px is None else float(pool_sigma_px) / stride
         layers: list[nn.Module] = _conv_bn_relu(in_channels, channels[0], padding_mode)
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers.append(nn.MaxPool2d(2))
@@ -146,7 +184,7 @@ class CamNet(_GapClassifier):
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x).mean(dim=(-2, -1))))
+        return self.head(self.dropout(self.pool(self.features(x))))
 
 
 class SeedCNN(_GapClassifier):
