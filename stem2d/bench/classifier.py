@@ -36,6 +36,7 @@ from stem2d.sim.imaging import Acquisition
 log = logging.getLogger(__name__)
 
 TITLE = "1. Tile classifiers on held-out simulated tiles"
+ISOLATED = "no neighbours"
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,15 @@ class TileSet:
     pos: np.ndarray
 
 
-def held_out_data(cfg: BenchConfig) -> SimulatedDataModule:
-    """The simulated-data module of the benchmark's held-out tiles (``test`` split, set up)."""
+def held_out_data(cfg: BenchConfig, *, isolated: bool = False) -> SimulatedDataModule:
+    """The simulated-data module of the benchmark's held-out tiles (``test`` split, set up).
+
+    ``isolated``: the same bases without neighbouring defects or displaced dopants.
+    """
     n = max(cfg.n_tiles_per_mode, cfg.n_tiles_per_dose)
+    alone = {"neighbour_density_per_nm2": 0.0, "max_dopant_offset_A": 0.0} if isolated else {}
     dm = SimulatedDataModule(None, seed=cfg.tile_seed, n_test_bases_per_class=cfg.n_bases_per_class,
-                             n_test_samples=n, num_workers=0, persistent_workers=False)
+                             n_test_samples=n, num_workers=0, persistent_workers=False, **alone)
     dm.setup("test")
     return dm
 
@@ -125,13 +130,14 @@ def _dose_figure(curves: dict[str, list[float]], counts) -> Figure:
 
 
 def _evaluate(cfg: BenchConfig, ds: SimulatedTileDataset, models: dict, doses: list[float],
-              n_classes: int) -> tuple[dict, dict]:
+              n_classes: int, isolated: SimulatedTileDataset) -> tuple[dict, dict]:
     """Classify every tile set with every model, one set in memory at a time.
 
     Returns ``{model: {set: (Predictions, scores)}}`` and ``{set: TileSet without the images}``.
     """
     modes = ds.params.noise_modes
     jobs = [(m, ds, i, cfg.n_tiles_per_mode) for i, m in enumerate(modes)]
+    jobs.append((ISOLATED, isolated, None, cfg.n_tiles_per_mode))
     jobs += [(f"dose:{c}", at_dose(ds, d), 0, cfg.n_tiles_per_dose) for c, d in zip(cfg.dose_counts, doses)]
     res: dict[str, dict] = {k: {} for k in models}
     truth = {}
@@ -155,14 +161,19 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path) -> Section:
     models = {k: load_classifier(p, expected_classes=names) for k, p in present.items()}
     pristine = names.index("pristine")
     doses = [dose_of_counts(c, ds.params.pixel_size_A) for c in cfg.dose_counts]
-    res, sets = _evaluate(cfg, ds, models, doses, len(names))
+    isolated = held_out_data(cfg, isolated=True).datasets["test"]
+    res, sets = _evaluate(cfg, ds, models, doses, len(names), isolated)
     sec = Section(TITLE)
     setting = (f"{cfg.n_bases_per_class} held-out bases per class ({len(names)} classes), `test` split of "
                f"`SimulatedDataModule(seed={cfg.tile_seed})` with the training augmentation of "
                f"conf/data/simulated.yaml (dose {ds.params.dose_range_e_per_A2[0]:.3g}-"
                f"{ds.params.dose_range_e_per_A2[1]:.3g} e/A^2, i.e. W peak "
                f"{Acquisition(ds.params.dose_range_e_per_A2[0]).peak_counts(0.3):.0f}-"
-               f"{Acquisition(ds.params.dose_range_e_per_A2[1]).peak_counts(0.3):.0f} counts)")
+               f"{Acquisition(ds.params.dose_range_e_per_A2[1]).peak_counts(0.3):.0f} counts) and its "
+               f"surroundings of a movie window (other defects at "
+               f"{dm.hparams.neighbour_density_per_nm2:g} per nm^2, no closer than "
+               f"{dm.hparams.min_neighbour_distance_A:g} A, dopants displaced by up to "
+               f"{dm.hparams.max_dopant_offset_A:g} A); the row 'no neighbours' has the same bases alone")
     sec.paragraphs.append(
         f"Settings: {setting}; the same {cfg.n_tiles_per_mode} tiles under each noise mode. "
         f"Checkpoints: " + ", ".join(f"{k} = `{p}`" + ("" if p.is_file() else f" ({NOT_AVAILABLE})")
@@ -205,6 +216,8 @@ def _mode_table(paths, res, pooled, modes, cfg) -> Table:
         t.add(m, cfg.n_tiles_per_mode, *_model_cells(paths, values, 2))
     values = {k: (p["acc"], p["macro_f1"]) for k, p in pooled.items()}
     t.add("all modes", cfg.n_tiles_per_mode * len(modes), *_model_cells(paths, values, 2))
+    values = {k: (r[ISOLATED][1]["acc"], r[ISOLATED][1]["macro_f1"]) for k, r in res.items()}
+    t.add("mixed modes, no neighbours", cfg.n_tiles_per_mode, *_model_cells(paths, values, 2))
     return t
 
 
