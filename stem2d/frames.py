@@ -6,14 +6,14 @@ weights serve any input pixel size; positions are mapped back to input pixels at
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from skimage.transform import resize
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
-from stem2d.io.scale import resample, resample_factors, to_input_coords
+from stem2d.io.scale import resample, resample_factors, resize_image, to_input_coords
 from stem2d.overlay import insert_cams
 from stem2d.windows import extract_windows, merge_close, window_origins
 
@@ -42,6 +42,8 @@ class FrameResult:
         CAM of the predicted class in each window.
     heat : ndarray or None, (H, W)
         The CAMs inserted back into the frame, on the input grid.
+    seconds : dict
+        Wall time of the steps (``resample``, ``detect``, ``windows``, ``classify``, ``heat``).
     """
 
     points: np.ndarray
@@ -50,6 +52,7 @@ class FrameResult:
     detect_scores: np.ndarray
     cams: np.ndarray
     heat: np.ndarray | None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def analyze_frame(
@@ -63,6 +66,7 @@ def analyze_frame(
     refine_with_cam: bool = False,
     merge_dist_A: float = 1.5,
     with_heat: bool = True,
+    canon: np.ndarray | None = None,
 ) -> FrameResult:
     """Find and classify the defects of one frame.
 
@@ -86,14 +90,30 @@ def analyze_frame(
         defects), then merge sites closer than ``merge_dist_A``.
     with_heat : bool, default True
         Also build the CAM heat map on the input grid (for the overlay movie).
+    canon : ndarray, optional
+        ``frame`` already resampled with :func:`stem2d.io.scale.resample` (when a frame is
+        analysed twice, e.g. by the scoring baseline).
     """
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[step] = now - t
+        t = now
+
     factors = resample_factors(frame.shape, from_pixel_size_A=pixel_size_A,
                                to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
-    canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+    if canon is None:
+        canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+    lap("resample")
     points, det_scores = detector(canon)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    lap("detect")
     windows = extract_windows(canon, points)
+    lap("windows")
     if len(windows):
         labels, probs, cams, cam_pos = classify(windows)
     else:
@@ -118,8 +138,10 @@ def analyze_frame(
         det_scores = scores.copy()
     points, centres, labels, scores, det_scores, cams = (
         a[keep] for a in (points, centres, labels, scores, det_scores, cams))
+    lap("classify")
     heat = None
     if with_heat:
         heat_canon = insert_cams(canon.shape, centres, cams)
-        heat = resize(heat_canon, frame.shape, order=1, preserve_range=True).astype(np.float32)
-    return FrameResult(to_input_coords(points, factors), labels, scores, det_scores, cams, heat)
+        heat = resize_image(heat_canon, frame.shape, order=1)
+        lap("heat")
+    return FrameResult(to_input_coords(points, factors), labels, scores, det_scores, cams, heat, seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from matplotlib import colormaps
@@ -13,6 +14,16 @@ CLASS_COLOURS = [
     (0, 200, 255), (255, 80, 80), (80, 255, 80), (255, 200, 0), (220, 90, 255),
     (255, 255, 255), (0, 120, 255), (255, 140, 0),
 ]
+
+
+#: Entries of the heat colour table (the heat strength is quantised to 1/1023: invisible in 8-bit colour).
+_LUT_SIZE = 1024
+
+
+@lru_cache(maxsize=1)
+def _heat_lut() -> np.ndarray:
+    """Colours (0..255, float32) of heat strength 0..1: the upper 65 % of matplotlib's inferno."""
+    return (colormaps["inferno"](0.35 + 0.65 * np.linspace(0.0, 1.0, _LUT_SIZE))[:, :3] * 255).astype(np.float32)
 
 
 def _window(size: int) -> np.ndarray:
@@ -110,14 +121,16 @@ def render_overlay(
     -------
     ndarray, uint8, (H, W, 3).
     """
-    gray = to_uint8_gray(frame).astype(np.float32) / 255.0
+    gray = to_uint8_gray(frame)
     rgb = np.repeat(gray[..., None], 3, axis=2)
-    cmap = colormaps["inferno"]
-    strength = np.clip((np.asarray(heat, dtype=np.float64) - heat_floor) / max(1.0 - heat_floor, 1e-6), 0, 1)
-    coloured = cmap(0.35 + 0.65 * strength)[..., :3]
-    alpha = heat_alpha * strength[..., None]
-    rgb = rgb * (1 - alpha) + coloured * alpha
-    img = Image.fromarray((rgb * 255).astype(np.uint8))
+    heat = np.asarray(heat, dtype=np.float32)
+    hot = heat > heat_floor  # only these pixels are tinted (usually a small part of the frame)
+    if hot.any():
+        strength = np.minimum((heat[hot] - heat_floor) / max(1.0 - heat_floor, 1e-6), 1.0)
+        coloured = _heat_lut()[np.rint(strength * (_LUT_SIZE - 1)).astype(np.intp)]
+        g = gray[hot].astype(np.float32)[:, None]
+        rgb[hot] = (g + (heat_alpha * strength)[:, None] * (coloured - g)).astype(np.uint8)
+    img = Image.fromarray(rgb)
     draw = ImageDraw.Draw(img)
     for tail in tails:
         if len(tail) > 1:

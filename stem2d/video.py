@@ -8,7 +8,7 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
-from skimage.transform import resize
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,10 @@ class OverlayMovieWriter:
 
     Frames go to temporary ``.partial`` files that are renamed only by :meth:`close`, so an
     interrupted run never leaves a movie that looks complete. Use as a context manager: on an
-    exception the partial files are removed.
+    exception the partial files are removed. The MP4 is streamed to ffmpeg; GIF frames are
+    downscaled (Pillow, antialiased) and reduced to a 256-colour palette (fast octree) as they
+    come, kept as palette images (1 byte/px) and written by :meth:`close` (GIF encoders need
+    every frame; a 384 x 384 frame costs 147 kB).
 
     Parameters
     ----------
@@ -41,7 +44,8 @@ class OverlayMovieWriter:
         self._mp4 = imageio.get_writer(self.partial[0], fps=fps, codec="libx264", quality=7,
                                        macro_block_size=1, pixelformat="yuv420p",
                                        ffmpeg_log_level="error")
-        self._gif = imageio.get_writer(self.partial[1], mode="I", duration=1000.0 / fps, loop=0)
+        self._gif_frames: list[Image.Image] = []
+        self._gif_duration_ms = 1000.0 / fps
 
     def append(self, rgb: np.ndarray) -> None:
         """Add one uint8 (H, W, 3) frame."""
@@ -51,27 +55,34 @@ class OverlayMovieWriter:
         even = rgb[: h - h % 2, : w - w % 2]  # yuv420p needs even sizes
         self._mp4.append_data(even)
         scale = min(1.0, self.gif_max_px / max(h, w))
-        small = rgb if scale == 1.0 else (
-            resize(rgb, (round(h * scale), round(w * scale)), anti_aliasing=True, preserve_range=True)
-            .astype(np.uint8))
-        self._gif.append_data(small)
+        small = Image.fromarray(rgb)
+        if scale < 1.0:
+            small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+        self._gif_frames.append(small.quantize(256, method=Image.Quantize.FASTOCTREE))
         self.n_frames += 1
 
     def close(self) -> list[Path]:
         """Finish both files and give them their final names."""
         self._mp4.close()
-        self._gif.close()
+        self._write_gif()
         for part, final in zip(self.partial, self.final):
             os.replace(part, final)
         return self.final
 
+    def _write_gif(self) -> None:
+        frames, self._gif_frames = self._gif_frames, []
+        if not frames:
+            frames = [Image.new("P", (1, 1))]
+        frames[0].save(self.partial[1], format="GIF", save_all=True, append_images=frames[1:],
+                       duration=self._gif_duration_ms, loop=0)
+
     def abort(self) -> None:
         """Close and delete the partial files."""
-        for w in (self._mp4, self._gif):
-            try:
-                w.close()
-            except Exception:  # noqa: BLE001 - best effort while failing anyway
-                log.debug("closing a partial movie failed", exc_info=True)
+        self._gif_frames.clear()
+        try:
+            self._mp4.close()
+        except Exception:  # noqa: BLE001 - best effort while failing anyway
+            log.debug("closing a partial movie failed", exc_info=True)
         for part in self.partial:
             part.unlink(missing_ok=True)
 

@@ -342,3 +342,16 @@ def test_evolve_uses_given_drift():
     np.testing.assert_allclose(res.tracks["row_corrected"], 50.0)
     np.testing.assert_allclose(res.tracks["col_corrected"], 60.0)
     assert res.tracks["track"].nunique() == 1
+
+
+def test_streamed_drift_equals_the_stacked_estimate():
+    from stem2d.evolution.drift import DriftTracker
+
+    rng = np.random.default_rng(3)
+    base = rng.random((80, 80))
+    movie = np.stack([base[10 + r:60 + r, 10 + c:60 + c] for r, c in [(0, 0), (1, 2), (3, 1), (2, -2)]])
+    tracker = DriftTracker(max_step_px=4.0)
+    for frame in movie:
+        tracker.add(frame)
+    np.testing.assert_array_equal(tracker.drift, estimate_drift(movie, max_step_px=4.0))
+    assert tracker.drift.shape == (4, 2)

@@ -126,3 +126,19 @@ def test_bundled_unet_meets_floor_on_fresh_movie():
     res = score_detections(pd.concat(rows), pd.concat(truth), max_dist_px=1.5)["detection"]  # in angstrom
     assert res["n_true"] >= 50
     assert res["recall"] >= 0.9 and res["precision"] >= 0.9, res
+
+
+def test_fuse_batchnorm_keeps_outputs():
+    """Folding the BatchNorms into the convolutions changes the logits only by float rounding."""
+    from stem2d.models.unet import fuse_batchnorm
+
+    torch.manual_seed(0)
+    net = UNet(channels=(4, 8)).train()
+    net(torch.randn(4, 1, 32, 32))  # move the running statistics away from (0, 1)
+    net.eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        ref, fused = net(x), fuse_batchnorm(net)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fuse_batchnorm(net).modules())
+    torch.testing.assert_close(fused, ref, atol=1e-4, rtol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched

@@ -142,6 +142,43 @@ def estimate_drift(
     return drift
 
 
+class DriftTracker:
+    """:func:`estimate_drift` one frame at a time, for movies streamed through memory.
+
+    ``add(frame)`` for every frame in order; ``drift`` is then the same (T, 2) array
+    ``estimate_drift`` gives for the stacked frames (the window, band-pass and previous spectrum
+    are kept between calls).
+    """
+
+    def __init__(self, *, max_step_px: float = 4.0, upsample_factor: int = 20,
+                 lowpass_sigma_px: float = 1.0, highpass_sigma_px: float = 10.0) -> None:
+        if not max_step_px >= 1.0:
+            raise ValueError(f"max_step_px={max_step_px!r}: must be >= 1 px")
+        self.max_step_px, self.upsample_factor = float(max_step_px), int(upsample_factor)
+        self.lowpass_sigma_px, self.highpass_sigma_px = float(lowpass_sigma_px), float(highpass_sigma_px)
+        self._drift: list[np.ndarray] = []
+        self._prev = self._window = self._gain = None
+
+    @property
+    def drift(self) -> np.ndarray:
+        """(T, 2) cumulative drift of the frames added so far, px."""
+        return np.array(self._drift).reshape(-1, 2)
+
+    def add(self, frame: ArrayLike) -> None:
+        """Add the next frame (H, W)."""
+        frame = np.asarray(frame, dtype=np.float64)
+        if self._prev is None:
+            self._window = _window(frame.shape)
+            self._gain = _bandpass(frame.shape, self.lowpass_sigma_px, self.highpass_sigma_px)
+            self._prev = _spectrum(frame, self._window)
+            self._drift.append(np.zeros(2))
+            return
+        cur = _spectrum(frame, self._window)
+        step = _pair_shift(np.conj(self._prev) * cur * self._gain, self.max_step_px, self.upsample_factor)
+        self._drift.append(self._drift[-1] + step)
+        self._prev = cur
+
+
 def correct_positions(df: pd.DataFrame, drift: ArrayLike) -> pd.DataFrame:
     """Subtract each frame's drift from detection positions (into frame-0 sample coordinates).
 

