@@ -362,3 +362,21 @@ def test_cli_pruned_trials_are_recorded_as_pruned(tmp_path, launcher):
         assert (t.state == TrialState.PRUNED) == (min(late) < THRESHOLD["lower"])
         assert len(t.intermediate_values) == (2 if t.state == TrialState.PRUNED else 4)
         assert math.isfinite(t.value)
+
+
+@pytest.mark.slow
+def test_project_sweep_command_on_tiny_data(tmp_path):
+    """`python sweep.py -m` itself: real training trials on tiny data, a study with their values."""
+    tiny = ["data.n_bases_per_class=2", "data.n_val_bases_per_class=1", "data.n_train_samples=64",
+            "data.n_val_samples=32", "data.batch_size=32", "data.num_workers=0", "trainer.max_epochs=2",
+            "model.net.channels=[4,8]", "trainer.precision=32-true"]
+    cmd = [sys.executable, str(ROOT / "sweep.py"), "-m", f"hydra.sweep.dir={tmp_path}",
+           "hydra.sweeper.n_trials=2", f"paths.log_dir={tmp_path}/logs", *tiny]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = optuna.load_study(study_name="cam_optuna", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(0.0 <= t.value <= 1.0 for t in trials)
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert results["best_value"] == max(t.value for t in trials)
+    assert (tmp_path / "0" / "metrics.json").is_file() and (tmp_path / "1" / "metrics.json").is_file()
