@@ -15,7 +15,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
 from stem2d.pipeline.classify import load_classifier
-from stem2d.pipeline.train import train
+from stem2d.pipeline.train import cpu_compute_threads, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -157,3 +157,10 @@ def test_ddp_two_cpu_processes(tmp_path):
     [metrics] = list(tmp_path.glob("train/runs/*/metrics.json"))
     summary = json.loads(metrics.read_text())
     assert "test/acc" in summary["metrics"]
+
+
+@pytest.mark.parametrize(("cpus", "workers", "env", "expected"), [
+    (2, 1, None, 1), (16, 4, None, 12), (2, 4, None, 1), (2, 0, None, 2), (2, 1, "2", None),
+])
+def test_cpu_threads_leave_the_data_workers_their_cores(cpus, workers, env, expected):
+    assert cpu_compute_threads(n_cpus=cpus, data_workers=workers, env_threads=env) == expected

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import sys
 import time
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -94,6 +96,25 @@ def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]
             logger.experiment.flush()
 
 
+def cpu_compute_threads(*, n_cpus: int, data_workers: int, env_threads: str | None) -> int | None:
+    """Threads for torch on a CPU run: the cores the data workers leave, unless OMP_NUM_THREADS
+    says otherwise (then None: keep torch's choice). On 2 cores with one simulating worker,
+    two compute threads oversubscribe the machine and every step waits on the worker."""
+    if env_threads:
+        return None
+    return max(1, int(n_cpus) - int(data_workers))
+
+
+def _set_cpu_threads(cfg: DictConfig) -> None:
+    if str(cfg.trainer.get("accelerator", "cpu")) != "cpu":
+        return
+    n = cpu_compute_threads(n_cpus=os.cpu_count() or 1, data_workers=int(cfg.data.get("num_workers", 0)),
+                            env_threads=os.environ.get("OMP_NUM_THREADS"))
+    if n is not None:
+        torch.set_num_threads(n)
+        log.info("CPU run: %d torch thread(s) beside %s data worker(s)", n, cfg.data.get("num_workers", 0))
+
+
 def train(cfg: DictConfig) -> float:
     """Fit (and test) the configured model; return the value of ``cfg.optimized_metric``.
 
@@ -101,6 +122,7 @@ def train(cfg: DictConfig) -> float:
     """
     require_keys(cfg, ["data", "model", "trainer", "optimized_metric"], where="train")
     start = time.perf_counter()
+    _set_cpu_threads(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate_node(cfg.data, "data")
