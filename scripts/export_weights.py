@@ -31,6 +31,21 @@ def _read_yaml(path: Path):
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when inside it (no machine paths in the card)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name
+
+
+def _without_hydra_paths(command: str | None) -> str | None:
+    """The training command without ``hydra.run.dir=...``-style output-folder overrides."""
+    if command is None:
+        return None
+    return " ".join(w for w in command.split() if not w.startswith(("hydra.run.dir=", "hydra.sweep.dir=")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a train.py run folder (holds metrics.json and .hydra/)")
@@ -48,8 +63,8 @@ def main() -> None:
     config = _read_yaml(args.run_dir / ".hydra" / "config.yaml") or {}
     card = {
         "checkpoint": args.out.name,
-        "made_by": "python scripts/export_weights.py " + str(args.run_dir),
-        "train_command": summary.get("command"),
+        "made_by": "python scripts/export_weights.py " + _shown(args.run_dir),
+        "train_command": _without_hydra_paths(summary.get("command")),
         "overrides": _read_yaml(args.run_dir / ".hydra" / "overrides.yaml"),
         "source_checkpoint": Path(best).name,
         "epochs": summary.get("epochs"),

@@ -148,18 +148,19 @@ def test_infer_errors_name_the_problem(tmp_path, ckpt, tiles):
 def test_bundled_weights_on_fresh_held_out_simulations():
     """The shipped checkpoint on 250 tiles from base simulations with seeds never used in training."""
     from stem2d.classes import ClassSet
-    from stem2d.data.simulated import make_split
+    from stem2d.data.simulated import Neighbours, make_split
     from stem2d.materials import get_material
 
     model = load_classifier()  # the bundled stem2d/weights/cam_cnn_ws2.ckpt
     assert model.class_names == CLASSES
+    # movie-window surroundings as in conf/data/simulated.yaml (other defects, displaced dopants)
     data = make_split(ClassSet.from_mapping(None), split="test", seed=20_250_611, n_bases_per_class=10,
-                      n_samples=250, material=get_material("WS2"))
+                      n_samples=250, material=get_material("WS2"), neighbours=Neighbours(0.25, 4.0, 0.6))
     samples = [data.sample(i) for i in range(len(data))]
     labels = np.array([data.bases.label[data.base_index(i)] for i in range(len(data))])
     res = classify_tiles(model, np.stack([s.image for s in samples]))
-    assert (res.labels == labels).mean() >= 0.95
+    assert (res.labels == labels).mean() >= 0.97   # 0.992 on 5,120 test tiles; 250 tiles scatter ~1 %
     pos = np.stack([s.pos for s in samples])
     hit = (res.labels == labels) & np.isfinite(pos).all(1)
     err_A = 0.3 * np.hypot(*(res.cam_pos[hit] - pos[hit]).T)
-    assert np.median(err_A) <= 1.5
+    assert np.median(err_A) <= 1.0 and (err_A <= 2.0).mean() >= 0.85
