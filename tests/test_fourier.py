@@ -131,3 +131,138 @@ def test_bad_input_names_problem():
     with pytest.raises(ValueError, match="lattice"):
         lattice_residual(np.random.default_rng(0).normal(size=(64, 64)), material=WS2)
     assert set(LABELERS) == {"fourier", "lattice"}
+
+
+# ---------------------------------------------------------------- fast paths vs plain references
+
+def _ref_fit_lattice(target, g, jitter_iterations):
+    """The lattice fit in plain complex arithmetic (the original implementation)."""
+    rows, cols = np.arange(target.shape[0]), np.arange(target.shape[1])
+    pc = np.exp(2j * np.pi * np.outer(g[:, 1], cols))
+    shift, amp = np.zeros(len(rows)), np.zeros(len(g), dtype=complex)
+
+    def synth(pr, a):
+        return 2.0 * ((pr * a[:, None]).T @ pc).real
+
+    for step in range(jitter_iterations + 1):
+        pr = np.exp(2j * np.pi * (np.outer(g[:, 0], rows) - np.outer(g[:, 1], shift)))
+        for _ in range(3 if step == 0 else 1):
+            res = target - synth(pr, amp)
+            amp = amp + np.einsum("gw,gw->g", pr.conj() @ res, pc.conj()) / res.size
+        if step == jitter_iterations:
+            break
+        slope = synth(pr, amp * 2j * np.pi * g[:, 1])
+        res = target - synth(pr, amp)
+        shift -= (res * slope).sum(axis=1) / np.maximum((slope**2).sum(axis=1), 1e-12)
+        shift -= shift.mean()
+    return synth(pr, amp)
+
+
+def test_lattice_fit_matches_complex_reference():
+    from stem2d.fourier.bragg import _fit_lattice
+
+    img, _ = _frame([("V_W", (40, 50))], shape=(96, 112), acq=Acquisition(dose_e_per_A2=5e4, jitter_px=0.3), rng=1)
+    rng = np.random.default_rng(2)
+    g = rng.uniform(-0.4, 0.4, size=(12, 2))
+    target = img - img.mean()
+    fast = _fit_lattice(target, g, jitter_iterations=2)
+    assert np.allclose(fast, _ref_fit_lattice(target, g, 2), rtol=0, atol=1e-9 * np.abs(target).max())
+
+
+def _ref_local_linear(values, weights, sigma):
+    """Weighted local plane fit with 9 full 2D Gaussian filters and a batched linear solve."""
+    from scipy import ndimage
+
+    rows, cols = values.shape
+    y = ((np.arange(rows) - rows / 2) / sigma)[:, None] * np.ones((1, cols))
+    x = ((np.arange(cols) - cols / 2) / sigma)[None, :] * np.ones((rows, 1))
+
+    def g(a):
+        return ndimage.gaussian_filter(a, sigma, mode="constant")
+
+    w, wv = weights, weights * values
+    s1, sx, sy, sxx, sxy, syy = g(w), g(w * x), g(w * y), g(w * x * x), g(w * x * y), g(w * y * y)
+    f, fx, fy = g(wv), g(wv * x), g(wv * y)
+    cx, cy = sx - x * s1, sy - y * s1
+    cxx, cyy = sxx - 2 * x * sx + x * x * s1, syy - 2 * y * sy + y * y * s1
+    cxy = sxy - x * sy - y * sx + x * y * s1
+    ridge = 1e-6 * s1.max()
+    m = np.stack([np.stack([s1 + ridge, cx, cy], -1), np.stack([cx, cxx + ridge, cxy], -1),
+                  np.stack([cy, cxy, cyy + ridge], -1)], -2)
+    return np.linalg.solve(m, np.stack([f, fx - x * f, fy - y * f], -1)[..., None])[..., 0, 0]
+
+
+def test_background_helpers_match_plain_references():
+    from scipy import ndimage
+
+    from stem2d.fourier import background as bg
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(37, 45)) + np.linspace(0, 3, 45)
+    weights = (rng.uniform(size=values.shape) > 0.2).astype(float)
+    assert np.allclose(bg._local_linear(values, weights, 3.5), _ref_local_linear(values, weights, 3.5), atol=1e-10)
+    # bilinear interpolation == map_coordinates(order=1, mode="nearest"), also beyond the grid
+    r, c = np.linspace(-1.3, 38.2, 50), np.linspace(-0.4, 46.7, 61)
+    rr, cc = np.meshgrid(r, c, indexing="ij")
+    ref = ndimage.map_coordinates(values, [rr, cc], order=1, mode="nearest")
+    assert np.allclose(bg._interp_linear(values, r, c), ref, atol=1e-12)
+    # block sums, and the all-ones shortcut, == zero-pad + reshape
+    big = rng.normal(size=(50, 47))
+    padded = np.pad(big, ((0, 1), (0, 1)))
+    assert np.allclose(bg._block_sum(big, 3), padded.reshape(17, 3, 16, 3).sum(axis=(1, 3)))
+    assert np.array_equal(bg._coarse_local_linear(big, None, 13.0),
+                          bg._coarse_local_linear(big, np.ones_like(big), 13.0))
+
+
+def test_noise_model_matches_masked_bins_reference():
+    from stem2d.fourier.background import _NOISE_BINS, noise_model
+
+    rng = np.random.default_rng(1)
+    intensity = np.round(rng.gamma(2.0, 50.0, size=(64, 80)), 0)  # ties at the bin edges
+    residual = rng.normal(size=intensity.shape) * np.sqrt(1 + 0.5 * intensity)
+    edges = np.quantile(intensity, np.linspace(0, 1, _NOISE_BINS + 1))
+    which = np.clip(np.searchsorted(edges, intensity, side="right") - 1, 0, _NOISE_BINS - 1)
+    centres, variances = [], []
+    for b in range(_NOISE_BINS):
+        r = residual[which == b]
+        if r.size >= 50:
+            centres.append(intensity[which == b].mean())
+            variances.append((1.4826 * np.median(np.abs(r - np.median(r)))) ** 2)
+    slope, offset = np.polyfit(centres, variances, 1)
+    ref = np.sqrt(np.maximum(max(offset, 0.0) + max(slope, 0.0) * intensity, 0.5**2))
+    assert np.allclose(noise_model(residual, intensity, floor=0.5), ref, rtol=1e-12)
+
+
+def test_components_and_maxima_match_ndimage():
+    from scipy import ndimage
+
+    from stem2d.fourier.points import components, label_maxima
+
+    rng = np.random.default_rng(4)
+    z = ndimage.gaussian_filter(rng.normal(size=(60, 70)), 1.5)
+    z = np.abs(z / z.std())
+    mask = z > 1.5
+    labels, keep, points = components(mask, min_area_px=3, max_area_px=40, weights=z)
+    ref_labels, n = ndimage.label(mask)
+    area = ndimage.sum_labels(mask, ref_labels, np.arange(1, n + 1))
+    ref_keep = np.arange(1, n + 1)[(area >= 3) & (area <= 40)]
+    assert 0 < len(keep) < n and np.array_equal(labels, ref_labels) and np.array_equal(keep, ref_keep)
+    ref_points = np.array(ndimage.center_of_mass(np.where(mask, z, 0.0), ref_labels, ref_keep))
+    assert np.array_equal(points, ref_points)
+    assert np.array_equal(label_maxima(z, labels, keep), ndimage.maximum(z, labels, keep))
+
+
+def test_single_thread_blas_restores_thread_count():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from stem2d.fourier._blas import single_thread_blas
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("no BLAS library loaded")
+    with threadpool_limits(limits=2, user_api="blas"):
+        with single_thread_blas():
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {2}

@@ -6,10 +6,16 @@ import numpy as np
 from scipy import ndimage
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d.fourier._blas import single_thread_blas
 from stem2d.fourier._frame import check_frame
 from stem2d.fourier.background import noise_model, robust_background
 from stem2d.fourier.bragg import ideal_lattice
-from stem2d.fourier.points import area_limits_px, components, suppress_close
+from stem2d.fourier.points import (
+    area_limits_px,
+    components,
+    label_maxima,
+    suppress_close,
+)
 from stem2d.materials import Material
 
 #: Probe-sized smoothing before the lattice residual (the Gaussian core sigma of a 0.9 A probe).
@@ -60,7 +66,8 @@ def lattice_residual(
     img = check_frame(frame)
     if not pixel_size_A > 0:
         raise ValueError(f"pixel_size_A must be > 0, got {pixel_size_A}")
-    ideal = ideal_lattice(img, material=material, pixel_size_A=pixel_size_A, max_freq=max_freq)
+    with single_thread_blas():  # also for the period measurement
+        ideal = ideal_lattice(img, material=material, pixel_size_A=pixel_size_A, max_freq=max_freq)
     raw = img - ideal
     sigma_s, sigma_bg = smooth_sigma_A / pixel_size_A, background_sigma_A / pixel_size_A
     lo, hi = np.percentile(img, [1, 99])
@@ -72,7 +79,8 @@ def lattice_residual(
     # intensity seen through the squared kernel (a Gaussian of sigma / sqrt(2))
     intensity = ndimage.gaussian_filter(ideal + background, sigma_s / np.sqrt(2), mode="reflect")
     noise = noise_model(residual, intensity, floor=floor)
-    return residual / noise
+    residual /= noise
+    return residual
 
 
 def lattice_mask(
@@ -112,7 +120,8 @@ def lattice_points(
     -------
     ndarray, float64, shape (N, 2): (row, col) in pixels of ``frame``.
     """
-    z = np.abs(lattice_residual(frame, material=material, pixel_size_A=pixel_size_A))
+    z = lattice_residual(frame, material=material, pixel_size_A=pixel_size_A)
+    np.abs(z, out=z)
     if border_px > 0:
         z[:border_px], z[-border_px:], z[:, :border_px], z[:, -border_px:] = 0, 0, 0, 0
     mask = z > threshold
@@ -120,5 +129,5 @@ def lattice_points(
     labels, keep, points = components(mask, min_area_px=min_area_px, max_area_px=max_area_px, weights=z)
     if len(points) == 0:
         return points
-    peaks = np.asarray(ndimage.maximum(z, labels, keep))
+    peaks = label_maxima(z, labels, keep)
     return points[suppress_close(points, peaks, min_dist_px=merge_dist_A / pixel_size_A)]

@@ -57,13 +57,28 @@ def components(mask, *, min_area_px, max_area_px, weights):
     if not 0 < min_area_px <= max_area_px:
         raise ValueError(f"need 0 < min_area_px <= max_area_px, got {min_area_px}, {max_area_px}")
     labels, n = ndimage.label(mask)
-    index = np.arange(1, n + 1)
-    area = ndimage.sum_labels(mask, labels, index) if n else np.zeros(0)
-    keep = index[(area >= min_area_px) & (area <= max_area_px)]
+    # per-label sums over the mask pixels only, in raster order (as ndimage.sum_labels and
+    # center_of_mass accumulate them, without touching the background)
+    lab = labels[mask]
+    area = np.bincount(lab, minlength=n + 1)[1:]
+    keep = np.arange(1, n + 1)[(area >= min_area_px) & (area <= max_area_px)]
     if keep.size == 0:
         return labels, keep, np.zeros((0, 2))
-    w = mask.astype(np.float64) if weights is None else np.where(mask, np.asarray(weights, float), 0.0)
-    return labels, keep, np.array(ndimage.center_of_mass(w, labels, keep), dtype=np.float64).reshape(-1, 2)
+    w = np.ones(lab.size) if weights is None else np.asarray(weights, float)[mask]
+    rr, cc = np.nonzero(mask)
+    total = np.bincount(lab, weights=w, minlength=n + 1)[keep]
+    row = np.bincount(lab, weights=w * rr, minlength=n + 1)[keep] / total
+    col = np.bincount(lab, weights=w * cc, minlength=n + 1)[keep] / total
+    return labels, keep, np.stack([row, col], axis=1)
+
+
+def label_maxima(values: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Maximum of ``values`` over each label in ``index`` (``ndimage.maximum``, which sorts the
+    whole frame, for labels > 0 only)."""
+    sel = labels > 0
+    peak = np.full(int(labels.max(initial=0)) + 1, -np.inf)
+    np.maximum.at(peak, labels[sel], values[sel])
+    return peak[index]
 
 
 def suppress_close(points: np.ndarray, scores: np.ndarray, *, min_dist_px: float) -> np.ndarray:

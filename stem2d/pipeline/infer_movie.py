@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, __version__
@@ -255,7 +256,9 @@ def run_movie(cfg: DictConfig) -> dict:
     # a fixed number of torch threads (1 by default: on 2 cores a second torch thread gains
     # little for these small networks and collapses when another process shares the CPU)
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(cfg.get("threads") or 1)))
+    n_threads = max(1, int(cfg.get("threads") or 1))
+    torch.set_num_threads(n_threads)
+    blas_limit = threadpool_limits(limits=n_threads, user_api="blas")   # numpy's BLAS too
     loop_start = time.perf_counter()
     try:
         for k in tqdm(range(n_frames), desc="frames", unit="frame", disable=not cfg.outputs.progress):
@@ -287,10 +290,12 @@ def run_movie(cfg: DictConfig) -> dict:
             t = time.perf_counter()
     except BaseException:
         torch.set_num_threads(threads_before)
+        blas_limit.restore_original_limits()
         if video is not None:
             video.abort()
         raise
     torch.set_num_threads(threads_before)
+    blas_limit.restore_original_limits()
     if video is not None:
         video.close()
     loop_s = time.perf_counter() - loop_start
