@@ -62,8 +62,9 @@ def _model_cfg(cfg: BenchConfig, name: str):
     return OmegaConf.load(path)
 
 
-def train_rate(cfg: BenchConfig, name: str, *, device: str) -> float:
-    """Tiles/s of forward + backward + optimizer steps of ``conf/model/<name>.yaml`` at ``train_batch``."""
+def train_rate(cfg: BenchConfig, name: str, *, device: str, bf16: bool = False) -> float:
+    """Tiles/s of forward + backward + optimizer steps of ``conf/model/<name>.yaml`` at ``train_batch``
+    (under bf16 autocast when ``bf16``, as Lightning's ``precision=bf16-mixed`` does)."""
     mcfg = _model_cfg(cfg, name)
     net = instantiate(mcfg.net, num_classes=len(DEFAULT_CLASSES)).to(device).train()
     fmt = torch.channels_last if mcfg.get("channels_last", False) else torch.contiguous_format
@@ -76,7 +77,9 @@ def train_rate(cfg: BenchConfig, name: str, *, device: str) -> float:
     def step() -> int:
         for _ in range(cfg.train_steps):
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(x), y).backward()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
             opt.step()
         if device == "cuda":
             torch.cuda.synchronize()
@@ -183,8 +186,10 @@ def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray,
     table refers to it)."""
     for name in ("cam_cnn", "seed_cnn"):
         what = f"forward+backward+step of conf/model/{name}.yaml" if detailed else "steps"
-        t.add(f"train {name}", train_rate(cfg, name, device=device), "tiles/s",
-              f"{cfg.train_steps} {what} at batch {cfg.train_batch}")
+        for bf16 in (False, True):
+            t.add(f"train {name}" + (", bf16 autocast" if bf16 else ", fp32"),
+                  train_rate(cfg, name, device=device, bf16=bf16), "tiles/s",
+                  f"{cfg.train_steps} {what} at batch {cfg.train_batch}, {torch.get_num_threads()} thread(s)")
     model, source = _classifier(cfg, ckpts, device)
     t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
           f"{len(raw)} tiles, batch 256, {source}")
