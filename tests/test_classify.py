@@ -164,3 +164,18 @@ def test_bundled_weights_on_fresh_held_out_simulations():
     hit = (res.labels == labels) & np.isfinite(pos).all(1)
     err_A = 0.3 * np.hypot(*(res.cam_pos[hit] - pos[hit]).T)
     assert np.median(err_A) <= 1.0 and (err_A <= 2.0).mean() >= 0.85
+
+
+def test_bf16_autocast_keeps_the_classes_of_the_bundled_model():
+    """bf16 autocast (infer.py bf16=auto on CPUs with native bf16) must not change decisions."""
+    from stem2d.classes import ClassSet
+    from stem2d.data.simulated import Neighbours, make_split
+    from stem2d.materials import get_material
+
+    model = load_classifier()
+    data = make_split(ClassSet.from_mapping(None), split="test", seed=31, n_bases_per_class=4,
+                      n_samples=100, material=get_material("WS2"), neighbours=Neighbours(0.25, 4.0, 0.6))
+    tiles = np.stack([data.sample(i).image for i in range(len(data))])
+    full, half = classify_tiles(model, tiles), classify_tiles(model, tiles, bf16=True)
+    assert (full.labels == half.labels).mean() >= 0.98
+    np.testing.assert_allclose(half.probs, full.probs, atol=0.1)

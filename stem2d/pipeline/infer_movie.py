@@ -151,14 +151,25 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
     raise ValueError(f"mode={mode!r} is not known; choose unet, grid, lattice or fourier")
 
 
-def _classifier_fn(model, batch_size: int):
+def _classifier_fn(model, batch_size: int, bf16: bool):
     from stem2d.pipeline.classify import classify_tiles
 
     def classify(windows: np.ndarray):
-        r = classify_tiles(model, windows, batch_size=batch_size)
+        r = classify_tiles(model, windows, batch_size=batch_size, bf16=bf16)
         return r.labels, r.probs, r.cams, r.cam_pos
 
     return classify
+
+
+def _use_bf16(setting, device_type: str) -> bool:
+    """``bf16: auto|true|false`` of conf/infer.yaml: auto = on a CPU with native bf16, or a GPU."""
+    if str(setting).lower() == "auto":
+        from stem2d.pipeline.classify import cpu_has_bf16
+
+        return device_type != "cpu" or cpu_has_bf16()
+    if not isinstance(setting, bool):
+        raise ValueError(f"bf16={setting!r}: expected auto, true or false")
+    return setting
 
 
 def _load_unet(path: str | None):
@@ -243,7 +254,8 @@ def run_movie(cfg: DictConfig) -> dict:
     pristine = class_names.index("pristine") if "pristine" in class_names else None
     unet = _load_unet(cfg.get("unet_ckpt_path")) if mode == "unet" else None
     detector = build_detector(mode, cfg, material, unet)
-    classify = _classifier_fn(model, int(cfg.batch_size))
+    use_bf16 = _use_bf16(cfg.get("bf16", False), model.device.type)
+    classify = _classifier_fn(model, int(cfg.batch_size), use_bf16)
     baseline_mode = cfg.get("baseline") if inp.truth is not None else None
     baseline = build_detector(str(baseline_mode), cfg, material) if baseline_mode else None
     t = timer.add("setup", t)
@@ -319,6 +331,7 @@ def run_movie(cfg: DictConfig) -> dict:
         "class_names": list(class_names),
         "counts_total": {c: int((detections["class"] == c).sum()) for c in class_names if c != "pristine"},
         "mean_defects_per_frame": len(detections) / n_frames,
+        "classifier_bf16": use_bf16,
         "drift_px": drift_px.tolist(),
         "settings": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                      for k, v in cfg.items() if k != "hydra"},
