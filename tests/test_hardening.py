@@ -36,7 +36,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 def _train_cmd(log_dir: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "train.py", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0",
-            "callbacks.early_stopping=null", "seed=11", f"hydra.run.dir={log_dir}", *TINY, *extra]
+            "callbacks.early_stopping=null", "seed=11", "trainer.precision=32-true", f"hydra.run.dir={log_dir}",
+            *TINY, "data.n_test_samples=60", *extra]
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ class BenchConfig:
 
     name: str
     seed: int = DEFAULT_SEED
-    n_bases_per_class: int = 8
+    n_bases_per_class: int = 40
     n_tiles_per_mode: int = 2000
     n_tiles_per_dose: int = 1000
     dose_counts: tuple[float, ...] = tuple(float(c) for c in np.geomspace(15.0, 500.0, 6).round(1))
