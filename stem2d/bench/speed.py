@@ -191,8 +191,10 @@ def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray,
                   train_rate(cfg, name, device=device, bf16=bf16), "tiles/s",
                   f"{cfg.train_steps} {what} at batch {cfg.train_batch}, {torch.get_num_threads()} thread(s)")
     model, source = _classifier(cfg, ckpts, device)
-    t.add("classify tiles (with CAM)", rate(lambda: len(classify_tiles(model, raw).labels)), "tiles/s",
-          f"{len(raw)} tiles, batch 256, {source}")
+    for bf16 in (False, True):
+        t.add("classify tiles (with CAM)" + (", bf16 autocast" if bf16 else ", fp32"),
+              rate(lambda: len(classify_tiles(model, raw, bf16=bf16).labels)), "tiles/s",
+              f"{len(raw)} tiles, batch 256, {torch.get_num_threads()} thread(s), {source}")
     unet, source = _unet(cfg, ckpts, device)
     n = cfg.unet_frame_px
     where = f" at {CANONICAL_PIXEL_SIZE_A} A/px (whole frame, one tile)" if detailed else ""
