@@ -111,3 +111,26 @@ def test_crash_mid_movie_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
     for name in ("detections.csv", "summary.json", "metrics.json", "overlay.mp4", "overlay.gif"):
         assert name not in left, left
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_each_material_gets_its_bundled_classifier_or_a_warning(caplog):
+    """ckpt_path wins; WS2 and materials without weights fall back to the WS2 weights (with a
+    warning for the latter); MoS2 gets its own weights when the MoS2 class set is configured."""
+    from stem2d.classes import ClassSet
+    from stem2d.pipeline.classify import bundled_classifier_path, load_classifier
+    from stem2d.pipeline.infer_movie import _classifier_path
+
+    ws2 = ClassSet.from_mapping(None).names
+    assert _classifier_path("my.ckpt", "MoS2", ws2) == "my.ckpt"
+    assert _classifier_path(None, "WS2", ws2) is None
+    with caplog.at_level("WARNING"):
+        assert _classifier_path(None, "WSe2", ws2) is None
+    assert "no bundled classifier for WSe2" in caplog.text
+    mos2 = bundled_classifier_path("MoS2")
+    mos2_names = load_classifier(mos2).class_names
+    assert "mo_vacancy" in mos2_names
+    assert _classifier_path(None, "MoS2", mos2_names) == str(mos2)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert _classifier_path(None, "MoS2", ws2) is None      # WS2 classes configured: keep WS2 weights
+    assert "classes=mos2" in caplog.text

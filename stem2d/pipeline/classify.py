@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED_CHECKPOINT",
+    "bundled_classifier_path",
     "TileResult",
     "classify_tiles",
     "export_checkpoint",
@@ -76,6 +77,12 @@ class TileResult:
 
 def _bundled_path() -> Path:
     return Path(str(resources.files("stem2d") / "weights" / BUNDLED_CHECKPOINT))
+
+
+def bundled_classifier_path(material: str) -> Path:
+    """Where the bundled classifier of ``material`` lives (``stem2d/weights/cam_cnn_<material>.ckpt``;
+    it may not exist: only WS2 and MoS2 ship)."""
+    return Path(str(resources.files("stem2d") / "weights" / f"cam_cnn_{material.lower()}.ckpt"))
 
 
 def load_classifier(

@@ -161,6 +161,29 @@ def _classifier_fn(model, batch_size: int, bf16: bool):
     return classify
 
 
+def _classifier_path(ckpt_path: str | None, material: str, class_names) -> str | None:
+    """The classifier to load: ``ckpt_path`` if given, else the bundled one of the material when
+    it ships and has the configured classes, else None (the bundled WS2 weights), with a warning
+    saying why."""
+    from stem2d.pipeline.classify import bundled_classifier_path, load_classifier
+
+    if ckpt_path is not None:
+        return ckpt_path
+    own = bundled_classifier_path(material)
+    if material == "WS2":
+        return None
+    if not own.is_file():
+        log.warning("no bundled classifier for %s: using the WS2 weights (train one, e.g. "
+                    "python train.py experiment=mos2_cam_cnn, and pass ckpt_path=)", material)
+        return None
+    own_names = load_classifier(own).class_names
+    if tuple(own_names) != tuple(class_names):
+        log.warning("the bundled %s classifier has classes %s; add classes=%s to use it. Using the "
+                    "WS2 weights", material, list(own_names), material.lower())
+        return None
+    return str(own)
+
+
 def _use_bf16(setting, device_type: str) -> bool:
     """``bf16: auto|true|false`` of conf/infer.yaml: auto = on a CPU with native bf16, or a GPU."""
     if str(setting).lower() == "auto":
@@ -248,7 +271,7 @@ def run_movie(cfg: DictConfig) -> dict:
     pixel_size_A = given if given is not None else measured
     log.info("%s: %d frames of %s, pixel size %.4f A (lattice: %s A, metadata: %s)", inp.source, n_frames,
              first.shape, pixel_size_A, measured, inp.pixel_size_A_metadata)
-    model = load_classifier(cfg.get("ckpt_path"),
+    model = load_classifier(_classifier_path(cfg.get("ckpt_path"), material.name, classes.names),
                             expected_classes=list(classes.names) if cfg.get("check_classes", True) else None)
     class_names = tuple(model.class_names)
     pristine = class_names.index("pristine") if "pristine" in class_names else None
