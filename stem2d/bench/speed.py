@@ -193,7 +193,7 @@ def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray,
     model, source = _classifier(cfg, ckpts, device)
     for bf16 in (False, True):
         t.add("classify tiles (with CAM)" + (", bf16 autocast" if bf16 else ", fp32"),
-              rate(lambda: len(classify_tiles(model, raw, bf16=bf16).labels)), "tiles/s",
+              rate(lambda bf16=bf16: len(classify_tiles(model, raw, bf16=bf16).labels)), "tiles/s",
               f"{len(raw)} tiles, batch 256, {torch.get_num_threads()} thread(s), {source}")
     unet, source = _unet(cfg, ckpts, device)
     n = cfg.unet_frame_px
