@@ -37,23 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_infer")
 
 
-def _compose(out_dir: Path, overrides: list[str]):
-    """Compose ``conf/infer.yaml`` like the CLI does, with the run folder ``out_dir``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="infer", return_hydra_config=True, overrides=overrides)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig().set_config(cfg)
-    return cfg
-
-
 def _synthetic_overrides(args: argparse.Namespace) -> list[str]:
     return [f"synthetic.n_frames={args.frames}", f"synthetic.pixel_size_A={args.pixel_size_A}",
             f"synthetic.dose_e_per_A2={args.dose}", f"synthetic.frame_shape=[{args.size},{args.size}]",
@@ -62,21 +45,15 @@ def _synthetic_overrides(args: argparse.Namespace) -> list[str]:
 
 def _movie_file(args: argparse.Namespace) -> tuple[Path, float]:
     """Render the synthetic movie to a cached TIFF (with truth); return its path and the render time."""
-    from omegaconf import OmegaConf
-
-    from stem2d.classes import ClassSet
-    from stem2d.sim.movie import MovieConfig, simulate_movie
+    from stem2d.bench.movies import synthetic_movie
     from stem2d.sim.movie_cli import write_movie
 
     name = f"movie_s{args.seed}_n{args.frames}_px{args.pixel_size_A}_d{args.dose:g}_{args.size}.tif"
     path = Path(args.cache) / name
     if path.is_file():
         return path, 0.0
-    cfg = _compose(Path(tempfile.mkdtemp()), _synthetic_overrides(args))
     start = time.perf_counter()
-    classes = ClassSet.from_mapping(OmegaConf.to_container(cfg.classes, resolve=True))
-    movie = simulate_movie(MovieConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True)),
-                           rng=args.seed, classes=classes)
+    movie = synthetic_movie(ROOT / "conf", _synthetic_overrides(args), run_dir=Path(tempfile.mkdtemp()))
     write_movie(movie, path)
     return path, time.perf_counter() - start
 
@@ -86,6 +63,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from stem2d.pipeline.infer_movie import run_movie
+    from stem2d.pipeline.utils import compose_job
 
     overrides = _synthetic_overrides(args) + [
         f"outputs.video={args.video == 'on'}", f"outputs.evolution={args.evolution == 'on'}",
@@ -97,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
         path, render_s = _movie_file(args)
         overrides.append(f"movie={path}")
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_infer_"))
-    cfg = _compose(out, overrides)
+    cfg = compose_job("infer", overrides, run_dir=out, conf_dir=ROOT / "conf")
     load_before = os.getloadavg()
     start = time.perf_counter()
     summary = run_movie(cfg)

@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from stem2d.cam import cam_peak
 from stem2d.models.classifier import CamClassifier
 from stem2d.models.nets import CamNet
-from stem2d.pipeline.classify import classify_tiles, export_checkpoint, load_classifier, run_tiles
+from stem2d.pipeline.classify import (
+    classify_tiles,
+    export_checkpoint,
+    load_classifier,
+    run_tiles,
+)
+from stem2d.pipeline.utils import compose_job
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["pristine", "mo_dopant", "s_vacancy", "w_vacancy", "w_dopant"]
@@ -115,14 +118,7 @@ def test_export_is_slim_and_equivalent(tmp_path, ckpt, tiles):
 
 
 def _compose_infer(tmp_path, overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="infer", return_hydra_config=True, overrides=overrides)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_job("infer", overrides, run_dir=tmp_path / "run", conf_dir=ROOT / "conf")
 
 
 def test_infer_tiles_writes_predictions(tmp_path, ckpt, tiles):

@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from stem2d.pipeline.infer_movie import run_movie
+from stem2d.pipeline.utils import compose_job
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -23,14 +20,7 @@ SMALL = ["synthetic.n_frames=3", "synthetic.frame_shape=[256,256]", "synthetic.p
 
 def compose_infer(tmp_path: Path, overrides: list[str]):
     """Compose conf/infer.yaml the way the CLI does, with the run folder in tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="infer", return_hydra_config=True, overrides=overrides)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_job("infer", overrides, run_dir=tmp_path, conf_dir=CONF)
 
 
 def test_synthetic_movie_end_to_end(tmp_path):

@@ -10,12 +10,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
 from stem2d.pipeline.classify import load_classifier
 from stem2d.pipeline.train import cpu_compute_threads, train
+from stem2d.pipeline.utils import compose_job
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -29,14 +29,9 @@ TINY = [
 
 def compose_train(tmp_path: Path, overrides: list[str]):
     """Compose conf/train.yaml the way the CLI does, with the run folder in tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", return_hydra_config=True, overrides=overrides)
+    cfg = compose_job("train", overrides, run_dir=tmp_path, conf_dir=CONF)
     with open_dict(cfg):
         cfg.paths.log_dir = str(tmp_path)
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig().set_config(cfg)
     return cfg
 
 

@@ -6,13 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from stem2d.models.pixel import LOSSES, PixelPredictor, load_pixel_predictor, save_slim_checkpoint
+from stem2d.models.pixel import (
+    LOSSES,
+    PixelPredictor,
+    load_pixel_predictor,
+    save_slim_checkpoint,
+)
 from stem2d.models.unet import UNet, build_unet
+from tests.test_train import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "stem2d" / "weights" / "unet_ws2.ckpt"
@@ -90,14 +92,7 @@ def test_train_fast_dev_run(tmp_path):
         "data.tile_size=64", "data.batch_size=2",
         "+data.synthetic.frame_shape=[160,160]",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.log_dir = str(tmp_path)
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig().set_config(cfg)
+    cfg = compose_train(tmp_path, overrides)
     assert cfg.model._target_ == "stem2d.models.pixel.PixelPredictor"
     value = train(cfg)
     assert 0.0 <= value <= 1.0

@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.classes import ClassSet
-from stem2d.pipeline.infer_movie import run_movie
-from stem2d.sim.movie import MovieConfig, SyntheticMovie, simulate_movie
+from stem2d.pipeline import infer_movie
+from stem2d.pipeline.utils import compose_job
+from stem2d.sim.movie import SyntheticMovie
 
 log = logging.getLogger(__name__)
 
@@ -47,35 +45,19 @@ def model_overrides(ckpts: Checkpoints) -> list[str]:
     return [f"ckpt_path={quote(ckpts.cam_cnn)}", f"unet_ckpt_path={quote(ckpts.unet)}"]
 
 
-def compose_infer(conf_dir: Path, overrides: Sequence[str], *, run_dir: Path) -> DictConfig:
-    """``conf/infer.yaml`` with ``overrides``, its run folder set to ``run_dir`` (as the CLI would)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(config_name="infer", return_hydra_config=True, overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(Path.cwd())
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # @hydra.main hands the job its config without the hydra node
-    GlobalHydra.instance().clear()
-    return cfg
-
-
 def run(cfg: BenchConfig, overrides: Sequence[str], *, run_dir: Path, quiet: bool = True) -> dict:
     """Compose and run the movie pipeline (``quiet``: without video, TensorBoard and progress bar);
     returns its summary dict."""
-    infer_cfg = compose_infer(cfg.conf_dir, [*(QUIET if quiet else ()), *overrides], run_dir=run_dir)
+    infer_cfg = compose_job("infer", [*(QUIET if quiet else ()), *overrides], run_dir=run_dir, conf_dir=cfg.conf_dir)
     log.info("run_movie %s -> %s", " ".join(overrides), run_dir)
-    return run_movie(infer_cfg)
+    return infer_movie.run_movie(infer_cfg)
 
 
 def synthetic_movie(conf_dir: Path, overrides: Sequence[str], *, run_dir: Path) -> SyntheticMovie:
     """The synthetic movie (with truth) that ``run_movie`` sees for the same overrides."""
-    infer_cfg = compose_infer(conf_dir, overrides, run_dir=run_dir)
-    mcfg = MovieConfig(**OmegaConf.to_container(infer_cfg.synthetic, resolve=True))
+    infer_cfg = compose_job("infer", overrides, run_dir=run_dir, conf_dir=conf_dir)
     classes = ClassSet.from_mapping(OmegaConf.to_container(infer_cfg.classes, resolve=True))
-    return simulate_movie(mcfg, rng=int(infer_cfg.seed), classes=classes)
+    return infer_movie.synthetic_movie(infer_cfg, classes)
 
 
 def true_pixel_size(summary: dict) -> float:

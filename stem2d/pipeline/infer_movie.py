@@ -57,6 +57,14 @@ class _Input:
     extra: dict
 
 
+def synthetic_movie(cfg: DictConfig, classes: ClassSet):
+    """The synthetic movie (with truth) of an infer config: ``cfg.synthetic`` at seed ``cfg.seed``."""
+    from stem2d.sim.movie import MovieConfig, simulate_movie
+
+    mcfg = MovieConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
+    return simulate_movie(mcfg, rng=int(cfg.seed), classes=classes)
+
+
 def open_input(cfg: DictConfig, classes: ClassSet) -> _Input:
     """The movie named by ``cfg.movie``, or a synthetic movie with truth when it is null."""
     if cfg.get("movie"):
@@ -65,10 +73,7 @@ def open_input(cfg: DictConfig, classes: ClassSet) -> _Input:
         movie = read_movie(str(cfg.movie), dataset=cfg.get("dataset"), lazy=True)
         truth = _find_truth(Path(str(cfg.movie)))
         return _Input(movie.frames, movie.pixel_size_A, movie.source, truth, {})
-    from stem2d.sim.movie import MovieConfig, simulate_movie
-
-    mcfg = MovieConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))
-    movie = simulate_movie(mcfg, rng=int(cfg.seed), classes=classes)
+    movie = synthetic_movie(cfg, classes)
     extra = {"synthetic": {"seed": int(cfg.seed), "params": to_plain(movie.params)}}
     return _Input(movie.frames, movie.pixel_size_A, f"synthetic(seed={cfg.seed})", movie.truth, extra)
 

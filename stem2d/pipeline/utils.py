@@ -7,13 +7,16 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,23 @@ def instantiate_all(group: DictConfig | None, key: str) -> list[Any]:
             raise ValueError(f"config '{key}.{name}' must be a mapping with a _target_, got {node!r}")
         built.append(instantiate_node(node, f"{key}.{name}"))
     return built
+
+
+def compose_job(config_name: str, overrides: Sequence[str], *, run_dir: Path, conf_dir: Path) -> DictConfig:
+    """``conf_dir/<config_name>.yaml`` with ``overrides``, as ``@hydra.main`` hands it to a job whose
+    run folder is ``run_dir``: Hydra's runtime config is set (so ``${hydra:...}`` resolves) and the
+    ``hydra`` node is removed. For scripts and tests that call ``train``/``run_movie`` directly."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    GlobalHydra.instance().clear()
+    return cfg
 
 
 def output_dir(cfg: DictConfig) -> Path:
