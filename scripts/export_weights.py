@@ -20,11 +20,11 @@ import torch
 import yaml
 
 import stem2d
-from stem2d.pipeline.classify import export_checkpoint
+from stem2d.pipeline.classify import bundled_classifier_path, export_checkpoint
 from stem2d.pipeline.utils import write_json
 
 log = logging.getLogger("export_weights")
-DEFAULT_OUT = Path(stem2d.__file__).parent / "weights" / "cam_cnn_ws2.ckpt"
+DEFAULT_OUT = bundled_classifier_path("WS2")
 
 
 def _read_yaml(path: Path):

@@ -344,14 +344,15 @@ def test_evolve_uses_given_drift():
     assert res.tracks["track"].nunique() == 1
 
 
-def test_streamed_drift_equals_the_stacked_estimate():
+def test_streamed_drift_recovers_known_shifts():
+    """DriftTracker, fed one frame at a time (as infer streams a movie), finds the shifts."""
     from stem2d.evolution.drift import DriftTracker
 
     rng = np.random.default_rng(3)
     base = rng.random((80, 80))
-    movie = np.stack([base[10 + r:60 + r, 10 + c:60 + c] for r, c in [(0, 0), (1, 2), (3, 1), (2, -2)]])
+    offsets = [(0, 0), (1, 2), (3, 1), (2, -2)]
+    movie = np.stack([base[10 + r:60 + r, 10 + c:60 + c] for r, c in offsets])
     tracker = DriftTracker(max_step_px=4.0)
     for frame in movie:
         tracker.add(frame)
-    np.testing.assert_array_equal(tracker.drift, estimate_drift(movie, max_step_px=4.0))
-    assert tracker.drift.shape == (4, 2)
+    np.testing.assert_allclose(tracker.drift, -np.array(offsets, float), atol=0.1)

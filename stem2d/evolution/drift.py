@@ -121,23 +121,11 @@ def estimate_drift(
     if not np.all(np.isfinite(stack)):
         bad = np.unique(np.nonzero(~np.isfinite(stack))[0])
         raise ValueError(f"frames: non-finite pixel values in frame(s) {bad[:10].tolist()}")
-    if not max_step_px >= 1.0:
-        raise ValueError(f"max_step_px={max_step_px!r}: must be >= 1 px")
-    if int(upsample_factor) < 1:
-        raise ValueError(f"upsample_factor={upsample_factor!r}: must be >= 1")
-    if lowpass_sigma_px < 0 or highpass_sigma_px < 0:
-        raise ValueError(
-            f"lowpass_sigma_px={lowpass_sigma_px!r}, highpass_sigma_px={highpass_sigma_px!r}: must be >= 0"
-        )
-    window = _window(stack.shape[1:])
-    gain = _bandpass(stack.shape[1:], lowpass_sigma_px, highpass_sigma_px)
-    drift = np.zeros((stack.shape[0], 2))
-    f_prev = _spectrum(stack[0], window)
-    for t in range(1, stack.shape[0]):
-        f_cur = _spectrum(stack[t], window)
-        prod = np.conj(f_prev) * f_cur * gain
-        drift[t] = drift[t - 1] + _pair_shift(prod, max_step_px, int(upsample_factor))
-        f_prev = f_cur
+    tracker = DriftTracker(max_step_px=max_step_px, upsample_factor=upsample_factor,
+                           lowpass_sigma_px=lowpass_sigma_px, highpass_sigma_px=highpass_sigma_px)
+    for frame in stack:
+        tracker.add(frame)
+    drift = tracker.drift
     log.debug("drift over %d frames: final (row, col) = %s px", len(drift), drift[-1])
     return drift
 
@@ -154,6 +142,12 @@ class DriftTracker:
                  lowpass_sigma_px: float = 1.0, highpass_sigma_px: float = 10.0) -> None:
         if not max_step_px >= 1.0:
             raise ValueError(f"max_step_px={max_step_px!r}: must be >= 1 px")
+        if int(upsample_factor) < 1:
+            raise ValueError(f"upsample_factor={upsample_factor!r}: must be >= 1")
+        if lowpass_sigma_px < 0 or highpass_sigma_px < 0:
+            raise ValueError(
+                f"lowpass_sigma_px={lowpass_sigma_px!r}, highpass_sigma_px={highpass_sigma_px!r}: must be >= 0"
+            )
         self.max_step_px, self.upsample_factor = float(max_step_px), int(upsample_factor)
         self.lowpass_sigma_px, self.highpass_sigma_px = float(lowpass_sigma_px), float(highpass_sigma_px)
         self._drift: list[np.ndarray] = []

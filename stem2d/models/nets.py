@@ -9,6 +9,7 @@ CamNet may instead pool with fixed Gaussian weights g around the tile centre; th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,9 +21,11 @@ from stem2d.cam import class_activation_map
 __all__ = ["CamNet", "SeedCNN", "NETS", "build_net", "centre_weights"]
 
 
+@functools.lru_cache(maxsize=8)
 def centre_weights(shape: tuple[int, int], sigma_cells: float | None) -> torch.Tensor:
     """Pooling weights (h, w) summing to 1: uniform (GAP) for None, else a Gaussian of
-    ``sigma_cells`` feature cells around the map centre."""
+    ``sigma_cells`` feature cells around the map centre (cached: the same few maps every batch;
+    callers must not modify the tensor)."""
     h, w = shape
     if sigma_cells is None:
         return torch.full((h, w), 1.0 / (h * w))

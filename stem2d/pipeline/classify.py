@@ -76,7 +76,7 @@ class TileResult:
 
 
 def _bundled_path() -> Path:
-    return Path(str(resources.files("stem2d") / "weights" / BUNDLED_CHECKPOINT))
+    return bundled_classifier_path("WS2")
 
 
 def bundled_classifier_path(material: str) -> Path:

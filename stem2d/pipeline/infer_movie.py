@@ -80,7 +80,9 @@ def open_input(cfg: DictConfig, classes: ClassSet) -> _Input:
 
 def _find_truth(path: Path) -> pd.DataFrame | None:
     """``<stem>_truth.csv`` beside a movie (as written by ``stem2d.sim.movie_cli``), if any."""
-    candidate = path.with_name(f"{path.stem}_truth.csv")
+    from stem2d.sim.movie_cli import truth_path
+
+    candidate = truth_path(path)
     if not candidate.is_file():
         return None
     truth = pd.read_csv(candidate)
@@ -298,44 +300,42 @@ def run_movie(cfg: DictConfig) -> dict:
     threads_before = torch.get_num_threads()
     n_threads = max(1, int(cfg.get("threads") or 1))
     torch.set_num_threads(n_threads)
-    blas_limit = threadpool_limits(limits=n_threads, user_api="blas")   # numpy's BLAS too
     loop_start = time.perf_counter()
     try:
-        for k in tqdm(range(n_frames), desc="frames", unit="frame", disable=not cfg.outputs.progress):
-            frame = np.asarray(inp.frames[k], dtype=np.float32)
-            if frame.shape != first.shape:
-                raise ValueError(f"movie {inp.source!r}: frame {k} has shape {frame.shape}, frame 0 {first.shape}")
-            t = timer.add("read", t)
-            canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
-            t = timer.add("resample", t)
-            res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
-                                pristine_index=pristine, refine_with_cam=mode == "grid",
-                                relabel_pristine=bool(cfg.detect.trust_detector) and mode != "grid",
-                                merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None,
-                                canon=canon)
-            rows.append(_result_table(k, res, class_names))
-            for step, sec in res.seconds.items():
-                steps[step] = steps.get(step, 0.0) + sec
-            t = timer.add("analyse", t)
-            if baseline is not None:
-                bres = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=baseline, classify=classify,
-                                     pristine_index=pristine, with_heat=False, canon=canon)
-                base_rows.append(_result_table(k, bres, class_names))
-                t = timer.add("baseline", t)
-            rgb, seconds = _post_frame(k, frame, res, tracker, video, class_names)
-            for stage, sec in seconds.items():
-                timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
-            if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
-                overlay_samples[k] = rgb
-            t = time.perf_counter()
+        with threadpool_limits(limits=n_threads, user_api="blas"):   # numpy's BLAS too
+            for k in tqdm(range(n_frames), desc="frames", unit="frame", disable=not cfg.outputs.progress):
+                frame = first if k == 0 else np.asarray(inp.frames[k], dtype=np.float32)
+                if frame.shape != first.shape:
+                    raise ValueError(f"movie {inp.source!r}: frame {k} has shape {frame.shape}, frame 0 {first.shape}")
+                t = timer.add("read", t)
+                canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+                t = timer.add("resample", t)
+                res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
+                                    pristine_index=pristine, refine_with_cam=mode == "grid",
+                                    relabel_pristine=bool(cfg.detect.trust_detector) and mode != "grid",
+                                    merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None,
+                                    canon=canon)
+                rows.append(_result_table(k, res, class_names))
+                for step, sec in res.seconds.items():
+                    steps[step] = steps.get(step, 0.0) + sec
+                t = timer.add("analyse", t)
+                if baseline is not None:
+                    bres = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=baseline, classify=classify,
+                                         pristine_index=pristine, with_heat=False, canon=canon)
+                    base_rows.append(_result_table(k, bres, class_names))
+                    t = timer.add("baseline", t)
+                rgb, seconds = _post_frame(k, frame, res, tracker, video, class_names)
+                for stage, sec in seconds.items():
+                    timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
+                if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
+                    overlay_samples[k] = rgb
+                t = time.perf_counter()
     except BaseException:
-        torch.set_num_threads(threads_before)
-        blas_limit.restore_original_limits()
         if video is not None:
             video.abort()
         raise
-    torch.set_num_threads(threads_before)
-    blas_limit.restore_original_limits()
+    finally:
+        torch.set_num_threads(threads_before)
     if video is not None:
         video.close()
     loop_s = time.perf_counter() - loop_start

@@ -11,7 +11,7 @@ from scipy import ndimage
 from stem2d.classes import parse_kind
 from stem2d.sim.dynamics import drift_path, kind_names
 from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf, smooth_background
-from stem2d.sim.lattice import Columns, apply_defect, lattice_vectors_A, mx2_columns
+from stem2d.sim.lattice import Columns, apply_defect, hollow_directions, lattice_vectors_A, mx2_columns
 from stem2d.sim.movie_config import MovieConfig
 
 __all__ = ["MovieGeometry", "MovieRenderer", "draw_geometry"]
@@ -59,9 +59,7 @@ def draw_geometry(cfg: MovieConfig, rng: np.random.Generator) -> tuple[MovieGeom
     cols = mx2_columns(material, extent_A=extent, rotation_deg=rotation,
                        origin_A=tuple(origin), margin_A=0.0)
     cols = Columns(cols.pos_A - margin * ps, cols.site, cols.atoms)
-    x_offsets = (vecs[0] + vecs[1]) / 3.0 - np.array([[0.0, 0.0], vecs[0], vecs[1]])
-    hollow = -x_offsets / np.linalg.norm(x_offsets, axis=1, keepdims=True)
-    geo = MovieGeometry(ps, (h, w), margin, cols, drift, start, per_line, hollow)
+    geo = MovieGeometry(ps, (h, w), margin, cols, drift, start, per_line, hollow_directions(rotation))
     info = {"pixel_size_A": ps, "rotation_deg": rotation, "lattice_origin_A": origin.tolist(),
             "final_drift_velocity_px_per_frame": velocity.tolist(),
             "specimen_area_nm2": extent[0] * extent[1] / 100.0,
