@@ -1,5 +1,6 @@
 """One BLAS thread for the lattice fit: its matrix products are small (frame x ~100 waves), and
-on a busy 2-core machine a second OpenBLAS thread spins against the other work (~5x slower)."""
+on a busy 2-core machine a second OpenBLAS thread spins against the other work (1.08 vs 0.25 s per
+frame measured under load)."""
 
 from __future__ import annotations
 
