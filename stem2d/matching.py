@@ -40,7 +40,8 @@ def match_points(pred: np.ndarray, truth: np.ndarray, *, max_dist: float) -> tup
     return rows[ok].astype(int), cols[ok].astype(int)
 
 
-def _prf(tp: int, n_pred: int, n_true: int) -> dict[str, float | None]:
+def prf(tp: int, n_pred: int, n_true: int) -> dict[str, float | None]:
+    """Precision, recall and F1 (None where undefined) with the counts they come from."""
     precision = tp / n_pred if n_pred else None
     recall = tp / n_true if n_true else None
     f1 = 2 * tp / (n_pred + n_true) if (n_pred + n_true) else None
@@ -80,8 +81,9 @@ def score_detections(
             per[c]["tp"] += int(((pc == c) & (tc == c)).sum())
     return {
         "max_dist_px": float(max_dist_px),
-        "detection": _prf(tp, len(pred), len(truth)),
+        "detection": prf(tp, len(pred), len(truth)),
         "class_accuracy": class_ok / tp if tp else None,
         "n_matched": tp,
-        "per_class": {c: _prf(v["tp"], v["n_pred"], v["n_true"]) for c, v in per.items()},
+        "n_class_correct": class_ok,
+        "per_class": {c: prf(v["tp"], v["n_pred"], v["n_true"]) for c, v in per.items()},
     }

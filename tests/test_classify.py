@@ -18,6 +18,7 @@ from stem2d.pipeline.classify import (
     run_tiles,
 )
 from stem2d.pipeline.utils import compose_job
+from stem2d.preprocess import standardize_tiles
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["pristine", "mo_dopant", "s_vacancy", "w_vacancy", "w_dopant"]
@@ -53,7 +54,11 @@ def test_result_shapes_and_consistency(ckpt, tiles):
     assert res.labels.shape == (10,) and res.labels.dtype == np.int64
     assert res.probs.shape == (10, 5) and res.probs.dtype == np.float32
     np.testing.assert_allclose(res.probs.sum(1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(res.labels, res.probs.argmax(1))
+    # the batched, standardised path agrees with one plain forward pass of the network
+    with torch.no_grad():
+        logits = model(torch.from_numpy(standardize_tiles(tiles)[:, None]))
+    np.testing.assert_array_equal(res.labels, logits.argmax(1).numpy())
+    np.testing.assert_allclose(res.probs, logits.softmax(1).numpy(), rtol=1e-4, atol=1e-6)
     assert res.cams.shape == (10, 64, 64) and res.cam_pos.shape == (10, 2)
     np.testing.assert_allclose(res.cam_pos, cam_peak(res.cams))
     frame = res.to_frame()

@@ -22,6 +22,7 @@ from stem2d.bench import movies
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.bench.report import Section, Table, unavailable
 from stem2d.evolution.plots import save_figure
+from stem2d.matching import prf
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,15 @@ def _ratio(a: float, b: float) -> float | None:
 
 def pool(scores: Sequence[dict]) -> dict:
     """Pool ``score_detections`` results: sum their counts, recompute the ratios."""
-    def prf(parts):
-        tp, n_pred, n_true = (sum(p[k] for p in parts) for k in ("tp", "n_pred", "n_true"))
-        return {"tp": tp, "n_pred": n_pred, "n_true": n_true, "precision": _ratio(tp, n_pred),
-                "recall": _ratio(tp, n_true), "f1": _ratio(2 * tp, n_pred + n_true)}
+    def pooled(parts):
+        return prf(*(sum(p[k] for p in parts) for k in ("tp", "n_pred", "n_true")))
 
     matched = sum(s["n_matched"] for s in scores)
-    class_ok = sum(round((s["class_accuracy"] or 0.0) * s["n_matched"]) for s in scores)
+    class_ok = sum(s["n_class_correct"] for s in scores)
     classes = list(scores[0]["per_class"]) if scores else []
-    return {"detection": prf([s["detection"] for s in scores]), "n_matched": matched,
+    return {"detection": pooled([s["detection"] for s in scores]), "n_matched": matched,
             "class_accuracy": _ratio(class_ok, matched),
-            "per_class": {c: prf([s["per_class"][c] for s in scores]) for c in classes}}
+            "per_class": {c: pooled([s["per_class"][c] for s in scores]) for c in classes}}
 
 
 def _runs(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> dict:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from stem2d.io.formats import IMAGE_SUFFIXES, READERS, VIDEO_SUFFIXES  # noqa: F401 (old import path)
-from stem2d.io.frames import MIN_FRAME_PX, Frames, Movie, as_frames, layout, to_stack  # noqa: F401
+from stem2d.io.formats import READERS
+from stem2d.io.frames import MIN_FRAME_PX, Frames, Movie, as_frames
 from stem2d.io.metadata import sidecar_pixel_size_A, to_angstrom
 
 __all__ = ["read_movie", "Movie", "Frames", "MIN_FRAME_PX", "to_angstrom"]
