@@ -164,12 +164,11 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path) -> Section:
     isolated = held_out_data(cfg, isolated=True).datasets["test"]
     res, sets = _evaluate(cfg, ds, models, doses, len(names), isolated)
     sec = Section(TITLE)
+    lo, hi = (Acquisition(d).peak_counts(ds.params.pixel_size_A) for d in ds.params.dose_range_e_per_A2)
     setting = (f"{cfg.n_bases_per_class} held-out bases per class ({len(names)} classes), `test` split of "
                f"`SimulatedDataModule(seed={cfg.tile_seed})` with the training augmentation of "
                f"conf/data/simulated.yaml (dose {ds.params.dose_range_e_per_A2[0]:.3g}-"
-               f"{ds.params.dose_range_e_per_A2[1]:.3g} e/A^2, i.e. W peak "
-               f"{Acquisition(ds.params.dose_range_e_per_A2[0]).peak_counts(ds.params.pixel_size_A):.0f}-"
-               f"{Acquisition(ds.params.dose_range_e_per_A2[1]).peak_counts(ds.params.pixel_size_A):.0f} counts) and its "
+               f"{ds.params.dose_range_e_per_A2[1]:.3g} e/A^2, i.e. W peak {lo:.0f}-{hi:.0f} counts) and its "
                f"surroundings of a movie window (other defects at "
                f"{dm.hparams.neighbour_density_per_nm2:g} per nm^2, no closer than "
                f"{dm.hparams.min_neighbour_distance_A:g} A, dopants displaced by up to "
