@@ -23,6 +23,7 @@ from torchmetrics.classification import (
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.cam import cam_peak
+from stem2d.models.optim import optimizers_from_factories
 from stem2d.plain import to_plain
 
 log = logging.getLogger(__name__)
@@ -257,17 +258,9 @@ class CamClassifier(LightningModule):
                 logger.experiment.add_figure(tag, fig, global_step=self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        make_optimizer, make_scheduler = self.hparams.get("optimizer"), self.hparams.get("scheduler")
-        if make_optimizer is None:
-            raise ValueError("CamClassifier: no optimizer given (this model was built for inference only)")
-        optimizer = make_optimizer(params=self.trainer.model.parameters())
-        if make_scheduler is None:
-            return {"optimizer": optimizer}
-        scheduler = make_scheduler(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
-        }
+        return optimizers_from_factories(self.hparams.get("optimizer"), self.hparams.get("scheduler"),
+                                         lambda: self.trainer.model.parameters(), owner="CamClassifier",
+                                         monitor="val/loss")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain types only, so checkpoints load with torch.load(weights_only=True).

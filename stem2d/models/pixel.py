@@ -22,6 +22,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d.models.optim import optimizers_from_factories
 from stem2d.models.unet import UNet, build_unet
 from stem2d.plain import to_plain
 
@@ -203,14 +204,8 @@ class PixelPredictor(LightningModule):
         self._log_stage("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        make_optimizer, make_scheduler = self.hparams.get("optimizer"), self.hparams.get("scheduler")
-        if make_optimizer is None:
-            raise ValueError("PixelPredictor: no optimizer given (this model was built for inference only)")
-        optimizer = make_optimizer(params=self.trainer.model.parameters())
-        if make_scheduler is None:
-            return {"optimizer": optimizer}
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": make_scheduler(optimizer=optimizer), "interval": "epoch"}}
+        return optimizers_from_factories(self.hparams.get("optimizer"), self.hparams.get("scheduler"),
+                                         lambda: self.trainer.model.parameters(), owner="PixelPredictor")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # plain types only, so checkpoints load with torch.load(weights_only=True)

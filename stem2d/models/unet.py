@@ -12,10 +12,9 @@ output is equivariant to input shifts by multiples of ``size_multiple`` away fro
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
-
-import copy
 
 import torch
 from torch import nn
