@@ -30,4 +30,4 @@ bench: install
 	$(PYTHON) -m stem2d.bench
 
 preview: install
-	$(PYTHON) -m stem2d.preview --out preview.png
+	$(PYTHON) -m stem2d.sim.preview --out preview.png

@@ -9,9 +9,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from stem2d.pipeline.classify import run_tiles
 from stem2d.pipeline.cli import run_friendly
 from stem2d.pipeline.infer_movie import run_movie
+from stem2d.pipeline.tiles import run_tiles
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")

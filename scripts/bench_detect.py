@@ -8,8 +8,8 @@ Usage::
 
 Every method sees the frame resampled to 0.3 A/px and returns positions that are mapped back to
 input-frame pixels; a detection is a true positive when the Hungarian matching pairs it with a
-true defect site within 1.5 A (``stem2d.matching``). Per-class numbers are recalls (the methods
-do not classify). The U-Net speed is the wall time of :func:`stem2d.detect.predict_frame` on a
+true defect site within 1.5 A (``stem2d.predict.scoring``). Per-class numbers are recalls (the methods
+do not classify). The U-Net speed is the wall time of :func:`stem2d.predict.pixelmap.predict_frame` on a
 512 x 512 frame at 0.3 A/px with ``torch.set_num_threads(--threads)``: best and median of
 ``--repeats`` (the machine may be shared: the load average is printed beside it).
 """
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.detect import extract_defects, predict_frame
-from stem2d.fourier import lattice_points, maksov_points
-from stem2d.io.scale import resample, resample_factors, to_input_coords
-from stem2d.matching import match_points
+from stem2d.lattice import lattice_points, maksov_points
+from stem2d.lattice.scale import resample, resample_factors, to_input_coords
 from stem2d.materials import get_material
 from stem2d.models.pixel import load_pixel_predictor
+from stem2d.predict.pixelmap import extract_defects, predict_frame
+from stem2d.predict.scoring import match_points
 from stem2d.sim.movie import MovieConfig, simulate_movie
 
 log = logging.getLogger("bench_detect")

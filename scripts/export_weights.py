@@ -20,8 +20,8 @@ import torch
 import yaml
 
 import stem2d
-from stem2d.pipeline.classify import bundled_classifier_path, export_checkpoint
-from stem2d.pipeline.utils import write_json
+from stem2d.models.loading import bundled_classifier_path, export_checkpoint
+from stem2d.output.files import write_json
 
 log = logging.getLogger("export_weights")
 DEFAULT_OUT = bundled_classifier_path("WS2")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stem2d.cam import cam_peak, class_activation_map, localisation_errors
+from stem2d.models.cam import cam_peak, class_activation_map, localisation_errors
 
 
 def _bump(centre, sigma, shape=(64, 64), amplitude=1.0):

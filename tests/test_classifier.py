@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stem2d.models.classifier import CamClassifier, GroupAccuracy
 from stem2d.models.nets import CamNet
-from stem2d.preprocess import standardize_tiles
+from stem2d.models.preprocess import standardize_tiles
 
 CLASSES = ("pristine", "bright", "dark")
 NOISES = ("low", "high")

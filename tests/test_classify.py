@@ -8,17 +8,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from stem2d.cam import cam_peak
+from stem2d.models.cam import cam_peak
 from stem2d.models.classifier import CamClassifier
+from stem2d.models.loading import export_checkpoint, load_classifier
 from stem2d.models.nets import CamNet
-from stem2d.pipeline.classify import (
-    classify_tiles,
-    export_checkpoint,
-    load_classifier,
-    run_tiles,
-)
+from stem2d.models.preprocess import standardize_tiles
+from stem2d.pipeline.tiles import run_tiles
 from stem2d.pipeline.utils import compose_job
-from stem2d.preprocess import standardize_tiles
+from stem2d.predict.classify import classify_tiles
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["pristine", "mo_dopant", "s_vacancy", "w_vacancy", "w_dopant"]
@@ -77,7 +74,7 @@ def test_matches_the_model_that_was_saved(tmp_path, tiles):
     saved = _save_checkpoint(tmp_path / "m.ckpt")
     loaded = load_classifier(tmp_path / "m.ckpt")
     res = classify_tiles(loaded, tiles)
-    from stem2d.preprocess import standardize_tiles
+    from stem2d.models.preprocess import standardize_tiles
 
     with torch.no_grad():
         ref = saved(torch.from_numpy(standardize_tiles(tiles))[:, None]).softmax(1).numpy()
@@ -187,7 +184,7 @@ def test_bundled_mos2_weights_on_fresh_held_out_simulations():
     from stem2d.classes import ClassSet
     from stem2d.data.simulated import Neighbours, make_split
     from stem2d.materials import get_material
-    from stem2d.pipeline.classify import bundled_classifier_path
+    from stem2d.models.loading import bundled_classifier_path
 
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         classes = ClassSet.from_mapping(dict(compose("train", overrides=["classes=mos2"]).classes))

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from stem2d.detect import detect_defects, extract_defects, predict_frame, tile_windows
+from stem2d.models.preprocess import standardize_tiles
 from stem2d.models.unet import UNet
-from stem2d.preprocess import standardize_tiles
+from stem2d.predict.pixelmap import (
+    detect_defects,
+    extract_defects,
+    predict_frame,
+    tile_windows,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,12 @@ from skimage.registration import phase_cross_correlation
 from stem2d.evolution import analysis, evolve
 from stem2d.evolution.__main__ import main
 from stem2d.evolution.drift import correct_positions, estimate_drift
-from stem2d.evolution.tracking import check_detections, link_recovery, link_recovery_counts, link_tracks
+from stem2d.evolution.tracking import (
+    check_detections,
+    link_recovery,
+    link_recovery_counts,
+    link_tracks,
+)
 
 PIXEL_SIZE_A = 0.3
 A_A = 3.18  # WS2 lattice constant = S-S hop length

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from stem2d.classes import parse_kind
-from stem2d.fourier import (
+from stem2d.lattice import (
     LABELERS,
     ideal_lattice,
     lattice_points,
@@ -15,8 +15,8 @@ from stem2d.fourier import (
     mask_to_points,
     suppress_close,
 )
-from stem2d.matching import score_detections
 from stem2d.materials import get_material
+from stem2d.predict.scoring import score_detections
 from stem2d.sim.imaging import Acquisition, acquire, render_haadf
 from stem2d.sim.lattice import apply_defect, mx2_columns, nearest_column
 
@@ -159,7 +159,7 @@ def _ref_fit_lattice(target, g, jitter_iterations):
 
 
 def test_lattice_fit_matches_complex_reference():
-    from stem2d.fourier.bragg import _fit_lattice
+    from stem2d.lattice.bragg import _fit_lattice
 
     img, _ = _frame([("V_W", (40, 50))], shape=(96, 112), acq=Acquisition(dose_e_per_A2=5e4, jitter_px=0.3), rng=1)
     rng = np.random.default_rng(2)
@@ -195,7 +195,7 @@ def _ref_local_linear(values, weights, sigma):
 def test_background_helpers_match_plain_references():
     from scipy import ndimage
 
-    from stem2d.fourier import background as bg
+    from stem2d.lattice import background as bg
 
     rng = np.random.default_rng(0)
     values = rng.normal(size=(37, 45)) + np.linspace(0, 3, 45)
@@ -215,7 +215,7 @@ def test_background_helpers_match_plain_references():
 
 
 def test_noise_model_matches_masked_bins_reference():
-    from stem2d.fourier.background import _NOISE_BINS, noise_model
+    from stem2d.lattice.background import _NOISE_BINS, noise_model
 
     rng = np.random.default_rng(1)
     intensity = np.round(rng.gamma(2.0, 50.0, size=(64, 80)), 0)  # ties at the bin edges
@@ -236,7 +236,7 @@ def test_noise_model_matches_masked_bins_reference():
 def test_components_and_maxima_match_ndimage():
     from scipy import ndimage
 
-    from stem2d.fourier.points import components, label_maxima
+    from stem2d.lattice.points import components, label_maxima
 
     rng = np.random.default_rng(4)
     z = ndimage.gaussian_filter(rng.normal(size=(60, 70)), 1.5)
@@ -255,7 +255,7 @@ def test_components_and_maxima_match_ndimage():
 def test_single_thread_blas_restores_thread_count():
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from stem2d.fourier._blas import single_thread_blas
+    from stem2d.lattice._blas import single_thread_blas
 
     def blas_threads():
         return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]

@@ -13,9 +13,8 @@ import pytest
 import tifffile
 
 from stem2d.io.readers import read_movie
-from tests.test_train import ROOT, TINY, compose_train
-
 from stem2d.pipeline.train import train
+from tests.test_train import ROOT, TINY, compose_train
 
 USER_ERRORS = (ValueError, FileNotFoundError)
 

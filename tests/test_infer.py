@@ -107,7 +107,7 @@ def test_each_material_gets_its_bundled_classifier_or_a_warning(caplog):
     """ckpt_path wins; WS2 and materials without weights fall back to the WS2 weights (with a
     warning for the latter); MoS2 gets its own weights when the MoS2 class set is configured."""
     from stem2d.classes import ClassSet
-    from stem2d.pipeline.classify import bundled_classifier_path, load_classifier
+    from stem2d.models.loading import bundled_classifier_path, load_classifier
     from stem2d.pipeline.infer_movie import _classifier_path
 
     ws2 = ClassSet.from_mapping(None).names

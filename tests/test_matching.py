@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stem2d.matching import match_points, score_detections
+from stem2d.predict.scoring import match_points, score_detections
 
 
 def test_match_points_hungarian_beats_greedy():

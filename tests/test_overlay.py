@@ -1,6 +1,6 @@
 import numpy as np
 
-from stem2d.overlay import insert_cams, render_overlay
+from stem2d.predict.overlay import insert_cams, render_overlay
 
 
 def test_insert_cams_places_peak_at_position():

@@ -1,4 +1,4 @@
-"""Lattice-based pixel size (stem2d.io.scale) on simulated and real frames, and resampling."""
+"""Lattice-based pixel size (stem2d.lattice.scale) on simulated and real frames, and resampling."""
 
 import logging
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stem2d.io.readers import read_movie
-from stem2d.io.scale import (
+from stem2d.lattice.scale import (
     measure_lattice_period,
     measure_pixel_size,
     resample,
@@ -80,11 +80,11 @@ def test_non_square_frame_and_period_scales_with_sampling():
 
 def test_metadata_disagreement_warns(caplog):
     frame = _frame(0.25, 5.0, rng=3)
-    with caplog.at_level(logging.WARNING, logger="stem2d.io.scale"):
+    with caplog.at_level(logging.WARNING, logger="stem2d.lattice.scale"):
         close = measure_pixel_size(frame, WS2, metadata_pixel_size_A=0.25 * 1.02)
     assert not caplog.records
     assert close.disagreement == pytest.approx(0.02, abs=0.01)
-    with caplog.at_level(logging.WARNING, logger="stem2d.io.scale"):
+    with caplog.at_level(logging.WARNING, logger="stem2d.lattice.scale"):
         far = measure_pixel_size(frame, WS2, metadata_pixel_size_A=0.25 * 0.8)
     assert far.disagreement == pytest.approx(-0.2, abs=0.01)
     assert far.pixel_size_A == pytest.approx(0.25, rel=0.02)  # the lattice wins
@@ -123,7 +123,7 @@ def test_real_mos2_frames_match_readme_lattice_values(caplog):
     for name, expected in REAL_PIXEL_SIZE_A.items():
         movie = read_movie(REAL / f"{name}.npy")
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="stem2d.io.scale"):
+        with caplog.at_level(logging.WARNING, logger="stem2d.lattice.scale"):
             result = measure_pixel_size(movie.frames[0], MOS2,
                                         metadata_pixel_size_A=movie.pixel_size_A)
         assert result.pixel_size_A == pytest.approx(expected, rel=0.05), name
@@ -181,7 +181,7 @@ def test_resize_image_equals_skimage(shape, out, order):
     """The separable fast resize matches skimage.transform.resize (reflect, anti-aliasing) to float32 rounding."""
     from skimage.transform import resize
 
-    from stem2d.io.scale import resize_image
+    from stem2d.lattice.scale import resize_image
 
     img = np.random.default_rng(3).random(shape) * 100
     aa = out[0] < shape[0] or out[1] < shape[1]

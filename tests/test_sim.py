@@ -7,7 +7,12 @@ from scipy.spatial import cKDTree
 from stem2d.classes import DEFAULT_CLASS_KINDS, ClassSet, parse_kind
 from stem2d.materials import MATERIALS, get_material
 from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf
-from stem2d.sim.lattice import apply_defect, hollow_directions, mx2_columns, nearest_column
+from stem2d.sim.lattice import (
+    apply_defect,
+    hollow_directions,
+    mx2_columns,
+    nearest_column,
+)
 from stem2d.sim.tiles import check_tile_size, simulate_tile
 
 WS2 = get_material("WS2")

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from stem2d.classes import ClassSet
 from stem2d.data.simulated import (
     SPLITS,
-    SimulatedDataModule,
     Neighbours,
+    SimulatedDataModule,
     SimulatedTileDataset,
     make_split,
     simulate_bases,

@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
-from stem2d.pipeline.classify import load_classifier
+from stem2d.models.loading import load_classifier
 from stem2d.pipeline.train import cpu_compute_threads, train
 from stem2d.pipeline.utils import compose_job
 

@@ -104,8 +104,8 @@ def test_bundled_unet_meets_floor_on_fresh_movie():
     """The shipped U-Net on a held-out synthetic movie (seed never used in training)."""
     if not BUNDLED.exists():
         pytest.skip("no bundled U-Net yet")
-    from stem2d.detect import detect_defects
-    from stem2d.matching import score_detections
+    from stem2d.predict.pixelmap import detect_defects
+    from stem2d.predict.scoring import score_detections
     from stem2d.sim.movie import MovieConfig, simulate_movie
 
     model = load_pixel_predictor(BUNDLED)

@@ -2,7 +2,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from stem2d.video import OverlayMovieWriter
+from stem2d.predict.video import OverlayMovieWriter
 
 
 def _frames(n, h=64, w=96):

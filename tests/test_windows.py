@@ -1,6 +1,11 @@
 import numpy as np
 
-from stem2d.windows import extract_windows, grid_centres, merge_close, window_origins
+from stem2d.predict.windows import (
+    extract_windows,
+    grid_centres,
+    merge_close,
+    window_origins,
+)
 
 
 def test_extract_windows_centres_the_point():

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.bench.report import NOT_AVAILABLE, Section, Table, unavailable
-from stem2d.cam import localisation_errors
 from stem2d.data.simulated import SimulatedDataModule, SimulatedTileDataset
 from stem2d.evolution.plots import save_figure
+from stem2d.models.cam import localisation_errors
 from stem2d.models.classifier import confusion_figure
-from stem2d.pipeline.classify import classify_tiles, load_classifier
+from stem2d.models.loading import load_classifier
+from stem2d.predict.classify import classify_tiles
 from stem2d.sim.imaging import Acquisition
 
 log = logging.getLogger(__name__)

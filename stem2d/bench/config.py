@@ -9,12 +9,12 @@ use ``seed + k``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 import stem2d
+from stem2d.models.loading import weights_dir
 
 #: Sections in report order.
 SECTIONS: tuple[str, ...] = ("classifier", "pipeline", "evolution", "speed")
@@ -23,7 +23,7 @@ DEFAULT_SEED = 2024
 
 def bundled_weight(name: str) -> Path:
     """Path of ``stem2d/weights/<name>`` (which may not exist)."""
-    return Path(str(resources.files("stem2d") / "weights" / name))
+    return weights_dir() / name
 
 
 def repo_conf_dir() -> Path:

@@ -3,7 +3,7 @@
 ``run_movie`` (``mode=unet``, scored beside its ``baseline=lattice`` Fourier-lattice detector
 with the same classifier) on ``n_movies`` seeds at each dose; ``mode=grid`` (the original
 study's windows on a grid) once, beside the Maksov FFT baseline (``baseline=fourier``).
-Scores pool the matched / detected / true counts of all frames (``stem2d.matching``).
+Scores pool the matched / detected / true counts of all frames (``stem2d.predict.scoring``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from stem2d.bench import movies
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.bench.report import Section, Table, unavailable
 from stem2d.evolution.plots import save_figure
-from stem2d.matching import prf
+from stem2d.predict.scoring import prf
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import stem2d
-from stem2d.pipeline.utils import atomic_path
+from stem2d.output.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Tiles of labelled movie frames for the pixel-wise defect network (``data=experimental``).
 
 The frames of a movie file (or of synthetic movies, ``movie=None``) are brought to the canonical
-0.3 A/px, labelled (Fourier labels of :mod:`stem2d.fourier`, or the simulator's truth) and turned
+0.3 A/px, labelled (Fourier labels of :mod:`stem2d.lattice`, or the simulator's truth) and turned
 into defect masks (a disk at every defect site). Each frame is split by region: the bottom
 ``val_fraction`` stripe gives the validation (and test) tiles, the rest the training tiles, so
 no pixel of a validation tile is ever in a training tile. Training tiles are augmented on the
@@ -21,10 +21,22 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.data.labels import EDGE_PAD_PX, LABEL_METHODS, LabelledFrame, defect_mask, label_frame  # noqa: F401
-from stem2d.data.pixel_tiles import EpochSampler, TileDataset, augment_pair, region_split, tile_origins
+from stem2d.data.labels import (  # noqa: F401
+    EDGE_PAD_PX,
+    LABEL_METHODS,
+    LabelledFrame,
+    defect_mask,
+    label_frame,
+)
+from stem2d.data.pixel_tiles import (
+    EpochSampler,
+    TileDataset,
+    augment_pair,
+    region_split,
+    tile_origins,
+)
 from stem2d.io.readers import read_movie
-from stem2d.io.scale import measure_pixel_size
+from stem2d.lattice.scale import measure_pixel_size
 from stem2d.materials import get_material
 
 log = logging.getLogger(__name__)
@@ -56,7 +68,10 @@ def _synthetic_movies(config: Mapping | None, *, n_movies: int, n_frames: int, s
                       dose_range_e_per_A2: Sequence[float] | None, probe_fwhm_range_A: Sequence[float] | None):
     """``n_movies`` synthetic movies (seeds ``seed, seed + 1, ...``); doses log-uniform and probe
     sizes uniform in their ranges when given."""
-    from stem2d.sim.movie import MovieConfig, simulate_movie  # heavy; only for synthetic data
+    from stem2d.sim.movie import (  # heavy; only for synthetic data
+        MovieConfig,
+        simulate_movie,
+    )
 
     movies = []
     for i in range(n_movies):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier import LABELERS
-from stem2d.io.scale import resample, resample_factors, to_resampled_coords
+from stem2d.lattice import LABELERS
+from stem2d.lattice.scale import resample, resample_factors, to_resampled_coords
 
 __all__ = ["EDGE_PAD_PX", "LABEL_METHODS", "LabelledFrame", "defect_mask", "label_frame"]
 
@@ -21,7 +21,7 @@ EDGE_PAD_PX = 24
 @dataclass(frozen=True)
 class LabelledFrame:
     """A frame at the canonical sampling and its defect mask, both padded by ``pad`` px on every
-    side (image: reflected, as :func:`stem2d.detect.predict_frame` pads frames; mask: False)."""
+    side (image: reflected, as :func:`stem2d.predict.pixelmap.predict_frame` pads frames; mask: False)."""
 
     image: np.ndarray
     mask: np.ndarray

@@ -13,7 +13,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset, Sampler
 
 from stem2d.data.labels import LabelledFrame
-from stem2d.preprocess import standardize_tiles
+from stem2d.models.preprocess import standardize_tiles
 
 __all__ = ["EpochSampler", "TileDataset", "augment_pair", "region_split", "tile_origins"]
 

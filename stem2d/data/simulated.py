@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import ClassSet
 from stem2d.materials import Material, get_material
-from stem2d.preprocess import standardize_tiles
+from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import NOISE_MODES, AugmentedTile, AugmentParams, augment_tile
 from stem2d.sim.imaging import Probe
 from stem2d.sim.tiles import check_tile_size, sample_kind, simulate_tile

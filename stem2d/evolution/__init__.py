@@ -23,7 +23,12 @@ from numpy.typing import ArrayLike
 
 from stem2d.evolution import analysis, plots
 from stem2d.evolution.drift import correct_positions, estimate_drift
-from stem2d.evolution.tracking import TRACK_COLUMNS, check_detections, link_recovery, link_tracks
+from stem2d.evolution.tracking import (
+    TRACK_COLUMNS,
+    check_detections,
+    link_recovery,
+    link_tracks,
+)
 from stem2d.materials import get_material
 
 __all__ = [

@@ -22,9 +22,9 @@ from torchmetrics.classification import (
 )
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
-from stem2d.cam import cam_peak
+from stem2d.models.cam import cam_peak
 from stem2d.models.optim import optimizers_from_factories
-from stem2d.plain import to_plain
+from stem2d.output.plain import to_plain
 
 log = logging.getLogger(__name__)
 

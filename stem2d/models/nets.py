@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stem2d.cam import class_activation_map
+from stem2d.models.cam import class_activation_map
 
 __all__ = ["CamNet", "SeedCNN", "NETS", "build_net", "centre_weights"]
 

@@ -24,7 +24,7 @@ from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.models.optim import optimizers_from_factories
 from stem2d.models.unet import UNet, build_unet
-from stem2d.plain import to_plain
+from stem2d.output.plain import to_plain
 
 log = logging.getLogger(__name__)
 

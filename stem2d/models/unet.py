@@ -7,7 +7,7 @@ connection and (conv3x3-BN-ReLU) x ``convs_per_block``, and a 1x1 head giving on
 The network is fully convolutional: any input whose height and width are multiples of
 :attr:`UNet.size_multiple` (``2 ** (levels - 1)``) gives an output of the same size, and the
 output is equivariant to input shifts by multiples of ``size_multiple`` away from the border
-(what seamless tiled prediction in :mod:`stem2d.detect` relies on).
+(what seamless tiled prediction in :mod:`stem2d.predict.pixelmap` relies on).
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, __version__
 from stem2d.classes import ClassSet
-from stem2d.frames import analyze_frame
 from stem2d.materials import get_material
-from stem2d.overlay import render_overlay
-from stem2d.pipeline.utils import atomic_path, output_dir
-from stem2d.plain import to_plain
-from stem2d.video import OverlayMovieWriter
+from stem2d.output.files import atomic_path
+from stem2d.output.plain import to_plain
+from stem2d.pipeline.utils import output_dir
+from stem2d.predict.frame import analyze_frame
+from stem2d.predict.overlay import render_overlay
+from stem2d.predict.video import OverlayMovieWriter
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
     """
     det = cfg.detect
     if mode == "unet":
-        from stem2d.detect import extract_defects, predict_frame
+        from stem2d.predict.pixelmap import extract_defects, predict_frame
 
         def unet_detector(canon: np.ndarray):
             prob = predict_frame(unet, canon, tile=None if det.tile_px is None else int(det.tile_px))
@@ -138,7 +139,7 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
 
         return unet_detector
     if mode in ("fourier", "lattice"):
-        from stem2d.fourier import LABELERS
+        from stem2d.lattice import LABELERS
 
         labeler = LABELERS[mode]
 
@@ -148,7 +149,7 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
 
         return fourier_detector
     if mode == "grid":
-        from stem2d.windows import grid_centres
+        from stem2d.predict.windows import grid_centres
 
         def grid_detector(canon: np.ndarray):
             points = grid_centres(canon.shape, stride=int(det.grid_stride_px))
@@ -159,7 +160,7 @@ def build_detector(mode: str, cfg: DictConfig, material, unet=None):
 
 
 def _classifier_fn(model, batch_size: int, bf16: bool):
-    from stem2d.pipeline.classify import classify_tiles
+    from stem2d.predict.classify import classify_tiles
 
     def classify(windows: np.ndarray):
         r = classify_tiles(model, windows, batch_size=batch_size, bf16=bf16)
@@ -172,7 +173,7 @@ def _classifier_path(ckpt_path: str | None, material: str, class_names) -> str |
     """The classifier to load: ``ckpt_path`` if given, else the bundled one of the material when
     it ships and has the configured classes, else None (the bundled WS2 weights), with a warning
     saying why."""
-    from stem2d.pipeline.classify import bundled_classifier_path, load_classifier
+    from stem2d.models.loading import bundled_classifier_path, load_classifier
 
     if ckpt_path is not None:
         return ckpt_path
@@ -194,7 +195,7 @@ def _classifier_path(ckpt_path: str | None, material: str, class_names) -> str |
 def _use_bf16(setting, device_type: str) -> bool:
     """``bf16: auto|true|false`` of conf/infer.yaml: auto = on a CPU with native bf16, or a GPU."""
     if str(setting).lower() == "auto":
-        from stem2d.pipeline.classify import cpu_has_bf16
+        from stem2d.predict.classify import cpu_has_bf16
 
         return device_type != "cpu" or cpu_has_bf16()
     if not isinstance(setting, bool):
@@ -204,13 +205,12 @@ def _use_bf16(setting, device_type: str) -> bool:
 
 def _load_unet(path: str | None):
     """The pixel network for prediction, with its BatchNorms folded into the convolutions."""
-    from importlib import resources
-
+    from stem2d.models.loading import weights_dir
     from stem2d.models.pixel import load_pixel_predictor
     from stem2d.models.unet import fuse_batchnorm
 
     if path is None:
-        path = str(resources.files("stem2d") / "weights" / "unet_ws2.ckpt")
+        path = str(weights_dir() / "unet_ws2.ckpt")
     model = load_pixel_predictor(path)
     return fuse_batchnorm(model.net.eval())
 
@@ -245,8 +245,8 @@ def _post_frame(k: int, frame: np.ndarray, res, tracker, video, class_names) -> 
 def run_movie(cfg: DictConfig) -> dict:
     """Analyse a movie end to end and write the run folder; return the summary dict."""
     from stem2d.evolution.drift import DriftTracker
-    from stem2d.io.scale import measure_pixel_size, resample
-    from stem2d.pipeline.classify import load_classifier
+    from stem2d.lattice.scale import measure_pixel_size, resample
+    from stem2d.models.loading import load_classifier
 
     timer = _Timer()
     t = time.perf_counter()
@@ -393,7 +393,7 @@ def _score(out: Path, truth: pd.DataFrame, detections: pd.DataFrame, baseline: p
            pixel_size_A: float, class_names: tuple[str, ...], baseline_mode: str | None,
            cfg: DictConfig) -> dict:
     """Copy the truth into the run folder and score the pipeline (and the baseline) against it."""
-    from stem2d.matching import score_detections
+    from stem2d.predict.scoring import score_detections
 
     _write_csv(out / "truth.csv", truth)
     max_dist_px = float(cfg.score.match_dist_A) / pixel_size_A

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from stem2d.output.files import write_json
 from stem2d.pipeline.utils import (
     flatten_config,
     instantiate_all,
@@ -22,7 +23,6 @@ from stem2d.pipeline.utils import (
     output_dir,
     require_keys,
     to_float_dict,
-    write_json,
 )
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,9 @@
-"""Shared pipeline helpers: friendly config errors, run folders, atomic writes."""
+"""Shared pipeline helpers: friendly config errors, run folders, config composition."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +18,13 @@ from omegaconf.errors import MissingMandatoryValue
 log = logging.getLogger(__name__)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
 __all__ = [
-    "atomic_path",
-    "atomic_write_text",
     "flatten_config",
     "instantiate_node",
     "instantiate_all",
     "output_dir",
     "require_keys",
     "to_float_dict",
-    "write_json",
 ]
 
 
@@ -114,43 +99,6 @@ def output_dir(cfg: DictConfig) -> Path:
     path = Path(cfg.paths.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
-
-    Readers never see a half-written file; a failure leaves any old file untouched.
-
-    Examples
-    --------
-    >>> with atomic_path(tmp / "table.csv") as tmp_file:  # doctest: +SKIP
-    ...     df.to_csv(tmp_file, index=False)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; return the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def to_float_dict(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -10,8 +10,20 @@ from scipy import ndimage
 
 from stem2d.classes import parse_kind
 from stem2d.sim.dynamics import drift_path, kind_names
-from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf, smooth_background
-from stem2d.sim.lattice import Columns, apply_defect, hollow_directions, lattice_vectors_A, mx2_columns
+from stem2d.sim.imaging import (
+    Acquisition,
+    Probe,
+    acquire,
+    render_haadf,
+    smooth_background,
+)
+from stem2d.sim.lattice import (
+    Columns,
+    apply_defect,
+    hollow_directions,
+    lattice_vectors_A,
+    mx2_columns,
+)
 from stem2d.sim.movie_config import MovieConfig
 
 __all__ = ["MovieGeometry", "MovieRenderer", "draw_geometry"]

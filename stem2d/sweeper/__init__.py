@@ -8,11 +8,27 @@ imports Lightning: ``from stem2d.sweeper import pruning_callback_from_cfg`` work
 
 from typing import Any
 
-from stem2d.sweeper.loop import SweepFailedError, SweepSummary, TrialOutcome, outcome_from_result, run_trials
+from stem2d.sweeper.loop import (
+    SweepFailedError,
+    SweepSummary,
+    TrialOutcome,
+    outcome_from_result,
+    run_trials,
+)
 from stem2d.sweeper.reporting import TrialLink, TrialReporter, reporter_from_cfg
 from stem2d.sweeper.results import save_plots, study_results, write_results
-from stem2d.sweeper.search_space import SearchSpace, format_override_value, parse_search_space
-from stem2d.sweeper.study import build_pruner, build_sampler, open_storage, open_study, resolve_storage_url
+from stem2d.sweeper.search_space import (
+    SearchSpace,
+    format_override_value,
+    parse_search_space,
+)
+from stem2d.sweeper.study import (
+    build_pruner,
+    build_sampler,
+    open_storage,
+    open_study,
+    resolve_storage_url,
+)
 
 __all__ = [
     "OptunaPruningCallback",

@@ -17,9 +17,9 @@ Two ways to tell a defect from the perfect crystal without any trained model:
 :func:`mask_to_points` turns either mask into defect positions (connected components, centroids).
 Both work at any sampling, but their defaults are tuned at the canonical 0.3 A/px.
 
-Modules: :mod:`~stem2d.fourier.maksov`, :mod:`~stem2d.fourier.bragg` (the ideal lattice),
-:mod:`~stem2d.fourier.lattice` (residual, mask, points), :mod:`~stem2d.fourier.background`
-(slow background and noise model of the residual), :mod:`~stem2d.fourier.points`.
+Modules: :mod:`~stem2d.lattice.maksov`, :mod:`~stem2d.lattice.bragg` (the ideal lattice),
+:mod:`~stem2d.lattice.residual` (residual, mask, points), :mod:`~stem2d.lattice.background`
+(slow background and noise model of the residual), :mod:`~stem2d.lattice.points`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stem2d.fourier.bragg import ideal_lattice
-from stem2d.fourier.lattice import lattice_mask, lattice_points, lattice_residual
-from stem2d.fourier.maksov import maksov_mask, maksov_points
-from stem2d.fourier.points import mask_to_points, suppress_close
+from stem2d.lattice.bragg import ideal_lattice
+from stem2d.lattice.maksov import maksov_mask, maksov_points
+from stem2d.lattice.points import mask_to_points, suppress_close
+from stem2d.lattice.residual import lattice_mask, lattice_points, lattice_residual
 
 __all__ = [
     "LABELERS",

@@ -21,9 +21,9 @@ import torch
 from scipy import ndimage
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier import suppress_close
-from stem2d.io.scale import resample, resample_factors, to_input_coords
-from stem2d.preprocess import standardize_tiles
+from stem2d.lattice import suppress_close
+from stem2d.lattice.scale import resample, resample_factors, to_input_coords
+from stem2d.models.preprocess import standardize_tiles
 
 __all__ = ["MIN_FRAME_PX", "detect_defects", "extract_defects", "predict_frame", "tile_windows"]
 
@@ -244,7 +244,7 @@ def detect_defects(
     frame : ndarray, shape (H, W)
         Input frame at ``pixel_size_A``.
     pixel_size_A : float, keyword-only
-        Sampling of ``frame`` (metadata or :func:`stem2d.io.scale.measure_pixel_size`).
+        Sampling of ``frame`` (metadata or :func:`stem2d.lattice.scale.measure_pixel_size`).
     threshold, min_area_px, max_area_px : see :func:`extract_defects` (areas at 0.3 A/px).
     min_dist_A : float, keyword-only, default 1.2
         Blobs closer than this (angstrom) are merged into the higher-scoring one.

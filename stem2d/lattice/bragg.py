@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier._blas import single_thread_blas
-from stem2d.fourier._frame import check_frame
-from stem2d.io.scale import measure_lattice_period
+from stem2d.lattice._blas import single_thread_blas
+from stem2d.lattice._frame import check_frame
+from stem2d.lattice.scale import measure_lattice_period
 from stem2d.materials import Material
 
 #: Reflections up to this multiple of the first-ring radius refine the reciprocal basis.

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
-from stem2d.io.scale import resample, resample_factors, resize_image, to_input_coords
-from stem2d.overlay import insert_cams
-from stem2d.windows import extract_windows, merge_close, window_origins
+from stem2d.lattice.scale import (
+    resample,
+    resample_factors,
+    resize_image,
+    to_input_coords,
+)
+from stem2d.predict.overlay import insert_cams
+from stem2d.predict.windows import extract_windows, merge_close, window_origins
 
 #: A detector maps a canonical-sampling frame to candidate points (N, 2) and scores (N,).
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -91,7 +96,7 @@ def analyze_frame(
     with_heat : bool, default True
         Also build the CAM heat map on the input grid (for the overlay movie).
     canon : ndarray, optional
-        ``frame`` already resampled with :func:`stem2d.io.scale.resample` (when a frame is
+        ``frame`` already resampled with :func:`stem2d.lattice.scale.resample` (when a frame is
         analysed twice, e.g. by the scoring baseline).
     """
     seconds: dict[str, float] = {}

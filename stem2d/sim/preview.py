@@ -1,4 +1,4 @@
-"""Preview of the simulated training data: ``python -m stem2d.preview --out preview.png``.
+"""Preview of the simulated training data: ``python -m stem2d.sim.preview --out preview.png``.
 
 One row per class: a few clean base tiles (centre 64 x 64 crop), then one augmented sample per
 noise mode, each with a red circle at the true defect position.
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from stem2d.classes import ClassSet  # noqa: E402
 from stem2d.data.simulated import SimulatedTileDataset, simulate_bases  # noqa: E402
 from stem2d.materials import get_material  # noqa: E402
-from stem2d.preprocess import standardize_tiles  # noqa: E402
+from stem2d.models.preprocess import standardize_tiles  # noqa: E402
 from stem2d.sim.augment import AugmentParams  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ def render_preview(
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    """Command line: ``python -m stem2d.preview [--out PNG] [--seed N] [--material WS2]``."""
-    parser = argparse.ArgumentParser(prog="python -m stem2d.preview", description=__doc__)
+    """Command line: ``python -m stem2d.sim.preview [--out PNG] [--seed N] [--material WS2]``."""
+    parser = argparse.ArgumentParser(prog="python -m stem2d.sim.preview", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("preview.png"), help="PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training stream")
     parser.add_argument("--material", default="WS2", help="host monolayer, e.g. WS2, MoS2")

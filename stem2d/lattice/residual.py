@@ -6,11 +6,11 @@ import numpy as np
 from scipy import ndimage
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier._blas import single_thread_blas
-from stem2d.fourier._frame import check_frame
-from stem2d.fourier.background import noise_model, robust_background
-from stem2d.fourier.bragg import ideal_lattice
-from stem2d.fourier.points import (
+from stem2d.lattice._blas import single_thread_blas
+from stem2d.lattice._frame import check_frame
+from stem2d.lattice.background import noise_model, robust_background
+from stem2d.lattice.bragg import ideal_lattice
+from stem2d.lattice.points import (
     area_limits_px,
     components,
     label_maxima,

@@ -1,4 +1,4 @@
-"""Slow background and noise model of the lattice residual (see :func:`~stem2d.fourier.lattice.lattice_residual`)."""
+"""Slow background and noise model of the lattice residual (see :func:`~stem2d.lattice.residual.lattice_residual`)."""
 
 from __future__ import annotations
 

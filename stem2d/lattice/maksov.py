@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.fourier._frame import check_frame
-from stem2d.fourier.points import area_limits_px, mask_to_points
+from stem2d.lattice._frame import check_frame
+from stem2d.lattice.points import area_limits_px, mask_to_points
 from stem2d.materials import Material
 
 

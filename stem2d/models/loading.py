@@ -1,0 +1,125 @@
+"""Load and export the stem2d classifier checkpoints (slim, ``weights_only``-safe) and find the bundled ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX, __version__
+from stem2d.models.classifier import CamClassifier
+from stem2d.models.nets import build_net
+from stem2d.output.files import atomic_path
+from stem2d.output.plain import to_plain
+
+__all__ = ["BUNDLED_CHECKPOINT", "bundled_classifier_path", "export_checkpoint", "load_classifier", "weights_dir"]
+
+#: File name of the bundled checkpoint inside the ``stem2d/weights`` package folder.
+BUNDLED_CHECKPOINT = "cam_cnn_ws2.ckpt"
+#: Hyper-parameters a slim checkpoint keeps (everything needed for inference).
+_INFERENCE_HPARAMS = ("class_names", "noise_modes", "tile_size_px", "pixel_size_A", "channels_last")
+
+
+def weights_dir() -> Path:
+    """The folder of the bundled weights (``stem2d/weights``)."""
+    return Path(str(resources.files("stem2d") / "weights"))
+
+
+def _bundled_path() -> Path:
+    return bundled_classifier_path("WS2")
+
+
+def bundled_classifier_path(material: str) -> Path:
+    """Where the bundled classifier of ``material`` lives (``stem2d/weights/cam_cnn_<material>.ckpt``;
+    it may not exist: only WS2 and MoS2 ship)."""
+    return weights_dir() / f"cam_cnn_{material.lower()}.ckpt"
+
+
+def load_classifier(
+    ckpt_path: str | Path | None = None,
+    *,
+    map_location: str | torch.device = "cpu",
+    expected_classes: Sequence[str] | None = None,
+    expected_tile_size_px: int | None = TILE_SIZE_PX,
+    expected_pixel_size_A: float | None = CANONICAL_PIXEL_SIZE_A,
+) -> CamClassifier:
+    """Load a :class:`CamClassifier` for inference (eval mode) from a stem2d checkpoint.
+
+    Parameters
+    ----------
+    ckpt_path : path, optional
+        A training checkpoint (``checkpoints/*.ckpt``) or a slim one from
+        :func:`export_checkpoint`; None loads the bundled ``stem2d/weights/cam_cnn_ws2.ckpt``.
+    map_location : str or torch.device, keyword-only
+    expected_classes : sequence of str, keyword-only, optional
+        Refuse a checkpoint whose class names (in order) differ.
+    expected_tile_size_px, expected_pixel_size_A : keyword-only, optional
+        Refuse a checkpoint trained on other tiles (None skips the check).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a stem2d classifier checkpoint, or one of another class set or tile geometry.
+    """
+    path = _bundled_path() if ckpt_path is None else Path(ckpt_path)
+    if not path.is_file():
+        hint = " (the bundled weights are missing: reinstall stem2d)" if ckpt_path is None else ""
+        raise FileNotFoundError(f"classifier checkpoint {str(path)!r} does not exist{hint}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise ValueError(f"checkpoint {str(path)!r} could not be read as a stem2d checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or "stem2d" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} is not a stem2d classifier checkpoint (no 'stem2d' entry)")
+    hp = ckpt.get("hyper_parameters", {})
+    names = [str(c) for c in hp.get("class_names", [])]
+    if expected_classes is not None and list(expected_classes) != names:
+        raise ValueError(
+            f"checkpoint {str(path)!r} was trained on classes {names}, expected {list(expected_classes)}"
+        )
+    tile = int(hp.get("tile_size_px", TILE_SIZE_PX))
+    if expected_tile_size_px is not None and tile != expected_tile_size_px:
+        raise ValueError(f"checkpoint {str(path)!r} was trained on {tile} px tiles, expected {expected_tile_size_px}")
+    px = float(hp.get("pixel_size_A", CANONICAL_PIXEL_SIZE_A))
+    if expected_pixel_size_A is not None and not np.isclose(px, expected_pixel_size_A, rtol=1e-3):
+        raise ValueError(f"checkpoint {str(path)!r} was trained at {px} A/px, expected {expected_pixel_size_A}")
+    net = build_net(ckpt["stem2d"]["net"])
+    model = CamClassifier(
+        net, class_names=names, noise_modes=hp.get("noise_modes", ()), tile_size_px=tile,
+        pixel_size_A=px, channels_last=bool(hp.get("channels_last", True)),
+    )
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {str(path)!r}: weights do not fit its network spec: {err}") from err
+    return model.to(map_location).eval()
+
+
+def export_checkpoint(
+    ckpt_path: str | Path, out_path: str | Path, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a slim inference checkpoint (weights, inference hyper-parameters, net spec).
+
+    The result loads with ``torch.load(weights_only=True)`` and :func:`load_classifier`;
+    optimizer state, callbacks and loop state are dropped. ``metadata`` (plain values) is
+    stored under ``ckpt["stem2d"]["metadata"]``.
+    """
+    ckpt = torch.load(Path(ckpt_path), map_location="cpu", weights_only=True)
+    if "stem2d" not in ckpt:
+        raise ValueError(f"checkpoint {str(ckpt_path)!r} is not a stem2d classifier checkpoint (no 'stem2d' entry)")
+    hp = ckpt.get("hyper_parameters", {})
+    slim = {
+        "state_dict": {k: v.contiguous() for k, v in ckpt["state_dict"].items()},
+        "hyper_parameters": {k: hp[k] for k in _INFERENCE_HPARAMS if k in hp},
+        "stem2d": {"net": ckpt["stem2d"]["net"], "version": __version__, "metadata": to_plain(dict(metadata or {}))},
+        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
+    }
+    with atomic_path(out_path) as tmp:
+        torch.save(slim, tmp)
+    return Path(out_path)

@@ -1,0 +1,44 @@
+"""``python infer.py tiles=X.npy``: classify an array of tiles into ``predictions.csv``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from stem2d.models.loading import load_classifier
+from stem2d.output.files import atomic_path
+from stem2d.pipeline.utils import output_dir
+from stem2d.predict.classify import classify_tiles
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_tiles"]
+
+
+def run_tiles(cfg: DictConfig) -> Path:
+    """``infer.py tiles=PATH.npy``: classify the tiles, write ``predictions.csv`` to the run folder."""
+    if not cfg.get("tiles"):
+        raise ValueError("infer: nothing to do; pass tiles=PATH.npy (an (N, 64, 64) array of tiles)")
+    path = Path(str(cfg.tiles))
+    if not path.is_file():
+        raise FileNotFoundError(f"tiles={str(path)!r} does not exist")
+    try:
+        tiles = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"tiles={str(path)!r} is not a plain .npy array: {err}") from err
+    expected = None
+    if cfg.get("check_classes", True) and cfg.get("classes") is not None:
+        expected = list(OmegaConf.to_container(cfg.classes, resolve=True))
+    model = load_classifier(cfg.get("ckpt_path"), expected_classes=expected)
+    try:
+        result = classify_tiles(model, tiles, batch_size=int(cfg.get("batch_size", 256)))
+    except ValueError as err:
+        raise ValueError(f"tiles={str(path)!r}: {err}") from err
+    out = output_dir(cfg) / "predictions.csv"
+    with atomic_path(out) as tmp:
+        result.to_frame().to_csv(tmp, index=False, float_format="%.4f")
+    log.info("classified %d tiles -> %s", len(tiles), out)
+    return out
