@@ -13,7 +13,7 @@ from stem2d.classes import parse_kind
 from stem2d.lattice.columns import SUBLATTICES, quantify_columns
 from stem2d.materials import get_material
 from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf
-from stem2d.sim.lattice import Columns, apply_defect, column_weights, mx2_columns
+from stem2d.sim.lattice import Columns, apply_defect, mx2_columns
 
 WS2 = get_material("WS2")
 PS = 0.25
@@ -100,7 +100,7 @@ def test_adatom_on_a_hollow_stands_out():
     ad = Columns(np.vstack([cols.pos_A, [[hollow["row"] * PS, hollow["col"] * PS]]]),
                  np.append(cols.site, "X"), np.vstack([cols.atoms, [[42, 0]]]))
     t = quantify_columns(_frame(ad), material=WS2, pixel_size_A=PS).table
-    d, rows = _match(t[t["sublattice"] == "hollow"], [[hollow["row"], hollow["col"]]])
+    _d, rows = _match(t[t["sublattice"] == "hollow"], [[hollow["row"], hollow["col"]]])
     assert rows["z"].iloc[0] > 8
     assert t.loc[t["sublattice"] == "hollow", "z"].drop(rows.index).max() < 6
 
@@ -156,7 +156,7 @@ def test_bad_input_is_reported():
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="real frames in ../shared/data/real are absent")
 def test_real_mos2_frame_ratio_is_physical():
-    from stem2d.io.scale import measure_pixel_size
+    from stem2d.lattice.scale import measure_pixel_size
 
     mos2 = get_material("MoS2")
     frame = np.load(REAL / "MoS2_stem_Exp-000-2.npy").astype(np.float64)

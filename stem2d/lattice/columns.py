@@ -31,12 +31,12 @@ import pandas as pd
 from scipy import ndimage, spatial
 from skimage.restoration import unwrap_phase
 
-from stem2d.fourier._blas import single_thread_blas
-from stem2d.fourier._frame import check_frame
-from stem2d.fourier.bragg import _reciprocal_lattice, _refine_basis
+from stem2d.lattice._blas import single_thread_blas
+from stem2d.lattice._frame import check_frame
+from stem2d.lattice.bragg import _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
 
-__all__ = ["ColumnQuantification", "LatticeFit", "SUBLATTICES", "fit_lattice", "quantify_columns"]
+__all__ = ["SUBLATTICES", "ColumnQuantification", "LatticeFit", "fit_lattice", "quantify_columns"]
 
 #: Sublattice names, in the order of :attr:`LatticeFit.offsets`.
 SUBLATTICES = ("metal", "chalcogen", "hollow")
@@ -134,7 +134,7 @@ def fit_lattice(
         numbers which of the two column sites is the brighter.
     pixel_size_A : float, keyword-only
         Sampling of ``frame`` (within ~20 % of the truth; measure it with
-        :func:`stem2d.io.scale.measure_pixel_size`).
+        :func:`stem2d.lattice.scale.measure_pixel_size`).
     resolution_A : float or None, keyword-only
         Spatial resolution of the displacement field (the inverse width of the geometric-phase
         mask); None: 2.5 lattice constants.
@@ -261,7 +261,7 @@ def quantify_columns(
         spread = 1.4826 * np.median(np.abs(rel[sel] - np.median(rel[sel]))) if sel.any() else 1.0
         z[sel] = (rel[sel] - centre) / max(spread, 1e-6)
     quality = _fit_quality(smooth, lattice_pos, sub, material.a_A / pixel_size_A,
-                           step=max(1, int(round(0.25 / pixel_size_A))))
+                           step=max(1, round(0.25 / pixel_size_A)))
     shift = np.hypot(*(pos - lattice_pos).T) * pixel_size_A
     bragg = ndimage.map_coordinates(lattice.bragg, pos.T, order=1, mode="nearest")
     table = pd.DataFrame({
