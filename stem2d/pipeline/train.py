@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from stem2d.output.files import write_json
+from stem2d.pipeline.schema import TRAIN, validate
 from stem2d.pipeline.utils import (
     flatten_config,
     instantiate_all,
@@ -72,6 +73,16 @@ def _pruning_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [] if callback is None else [callback]
 
 
+def _with_divergence_guard(callbacks: list[pl.Callback]) -> list[pl.Callback]:
+    """``callbacks`` plus a default :class:`DivergenceGuard` unless one is configured: a diverging
+    run must fail even when ``callbacks`` was replaced or removed."""
+    from stem2d.models.divergence import DivergenceGuard
+
+    if any(isinstance(c, DivergenceGuard) for c in callbacks):
+        return callbacks
+    return [*callbacks, DivergenceGuard()]
+
+
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
@@ -121,13 +132,14 @@ def train(cfg: DictConfig) -> float:
     Writes ``metrics.json`` (all final metrics, best checkpoint, wall time) to the run folder.
     """
     require_keys(cfg, ["data", "model", "trainer", "optimized_metric"], where="train")
+    validate(cfg, TRAIN, where="train")
     start = time.perf_counter()
     _set_cpu_threads(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate_node(cfg.data, "data")
     model = build_model(cfg.model, datamodule)
-    callbacks = instantiate_all(cfg.get("callbacks"), "callbacks") + _pruning_callbacks(cfg)
+    callbacks = _with_divergence_guard(instantiate_all(cfg.get("callbacks"), "callbacks") + _pruning_callbacks(cfg))
     loggers = instantiate_all(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
