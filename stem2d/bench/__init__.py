@@ -2,7 +2,8 @@
 
 Sections (:data:`~stem2d.bench.config.SECTIONS`): the tile classifiers on held-out simulated
 tiles, the movie pipeline on synthetic movies, the defect-evolution analysis against the
-generator's truth, and speed. :func:`run_benchmark` is the library entry point; the command
+generator's truth, speed, and the real MoS2 frames against their column labels.
+:func:`run_benchmark` is the library entry point; the command
 line is in :mod:`stem2d.bench.__main__`.
 """
 
@@ -30,14 +31,14 @@ log = logging.getLogger(__name__)
 
 
 def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
-    from stem2d.bench import classifier, evolution, pipeline, speed
+    from stem2d.bench import classifier, evolution, pipeline, real, speed
 
     start = time.perf_counter()
     log.info("section %s ...", name)
     if name == "classifier":
         sec = classifier.run(cfg, ckpts, out)
     else:
-        module = {"pipeline": pipeline, "evolution": evolution, "speed": speed}[name]
+        module = {"pipeline": pipeline, "evolution": evolution, "speed": speed, "real": real}[name]
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         sec = module.run(cfg, ckpts, out, folder)

@@ -17,7 +17,7 @@ import stem2d
 from stem2d.models.loading import weights_dir
 
 #: Sections in report order.
-SECTIONS: tuple[str, ...] = ("classifier", "pipeline", "evolution", "speed")
+SECTIONS: tuple[str, ...] = ("classifier", "pipeline", "evolution", "speed", "real")
 DEFAULT_SEED = 2024
 
 
@@ -57,7 +57,8 @@ class BenchConfig:
     simulated tiles, frames, training steps (batch ``train_batch``), inferred tiles, the U-Net
     frame side ``unet_frame_px`` and end-to-end frames (``python infer.py`` in a subprocess when
     ``e2e_subprocess``, else ``run_movie`` in this process). ``detect_tile_px`` overrides the
-    pipeline's U-Net tile (``detect.tile_px``; None keeps conf/infer.yaml's).
+    pipeline's U-Net tile (``detect.tile_px``; None keeps conf/infer.yaml's). Real: the first
+    ``real_frames`` labelled real MoS2 frames (``stem2d.bench.real``).
     """
 
     name: str
@@ -83,13 +84,14 @@ class BenchConfig:
     e2e_subprocess: bool = True
     unet_frame_px: int = 512
     detect_tile_px: int | None = None
+    real_frames: int = 4
     conf_dir: Path = field(default_factory=repo_conf_dir)
 
     def __post_init__(self) -> None:
         counts = {k: getattr(self, k) for k in (
             "n_bases_per_class", "n_tiles_per_mode", "n_tiles_per_dose", "n_movies", "movie_frames", "grid_frames",
             "evolution_frames", "speed_tiles", "speed_frames", "train_steps", "train_batch",
-            "infer_tiles", "e2e_frames", "unet_frame_px")}
+            "infer_tiles", "e2e_frames", "unet_frame_px", "real_frames")}
         for key, value in counts.items():
             if int(value) < 1:
                 raise ValueError(f"{key}={value} must be >= 1")
@@ -134,4 +136,4 @@ def quick_config(*, seed: int = DEFAULT_SEED, conf_dir: Path | None = None) -> B
         dose_counts=(15.0, 500.0), n_movies=1, movie_frames=1, frame_shape=(160, 160),
         movie_doses_e_per_A2=(1.5e4, 5e4), grid_frames=1, evolution_frames=4, speed_tiles=20,
         speed_frames=2, train_steps=1, train_batch=8, infer_tiles=64, e2e_frames=2, e2e_subprocess=False,
-        unet_frame_px=128, detect_tile_px=128, **kw)
+        unet_frame_px=128, detect_tile_px=128, real_frames=1, **kw)

@@ -1,7 +1,6 @@
 """Lightning datamodules and datasets (layer 2): simulated training tiles."""
 
 from stem2d.data.simulated import (
-    LazyTileBases,
     Neighbours,
     SimulatedDataModule,
     SimulatedTileDataset,
@@ -10,4 +9,4 @@ from stem2d.data.simulated import (
     simulate_bases,
 )
 
-__all__ = ["LazyTileBases", "Neighbours", "SimulatedDataModule", "SimulatedTileDataset", "TileBases", "make_split", "simulate_bases"]
+__all__ = ["Neighbours", "SimulatedDataModule", "SimulatedTileDataset", "TileBases", "make_split", "simulate_bases"]
