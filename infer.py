@@ -9,13 +9,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from stem2d.pipeline.cli import run_friendly
-from stem2d.pipeline.infer_movie import run_movie
-from stem2d.pipeline.tiles import run_tiles
-
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")
 def main(cfg: DictConfig) -> None:
+    # Imported here, not at the top: --help, --cfg and config errors answer without torch.
+    from stem2d.pipeline.cli import run_friendly
+    from stem2d.pipeline.infer_movie import run_movie
+    from stem2d.pipeline.tiles import run_tiles
+
     run_friendly(lambda: run_tiles(cfg) if cfg.get("tiles") else run_movie(cfg))
 
 

@@ -7,12 +7,12 @@ The same task as ``train.py``; conf/sweep.yaml adds the Optuna search (hparams_s
 import hydra
 from omegaconf import DictConfig
 
-from stem2d.pipeline.train import train
-
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sweep")
 def main(cfg: DictConfig) -> float:
     """Train one trial; return ``cfg.optimized_metric`` (the sweep objective)."""
+    from stem2d.pipeline.train import train  # here: --help and --cfg answer without torch
+
     return train(cfg)
 
 
