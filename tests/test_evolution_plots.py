@@ -42,8 +42,28 @@ def test_figures_draw_the_data(result):
     t, y = fit.get_data()
     d, c = result.diffusion["D_A2_per_frame"], result.diffusion["intercept_A2"]
     np.testing.assert_allclose(y, 4 * d * np.asarray(t) + c)
+    # the occupancy density (per nm^2, mean over frames) integrates to the mean count per frame
     occupancy = figs["occupancy"].axes[0].images[0].get_array()
-    assert occupancy.sum() == (result.tracks["class"] == "s_vacancy").sum()
+    nm_per_px = result.pixel_size_A / 10
+    n_svac = (result.tracks["class"] == "s_vacancy").sum()
+    assert occupancy.sum() * nm_per_px**2 * result.n_frames == pytest.approx(n_svac, rel=1e-6)
+    assert figs["occupancy"].axes[0].get_xlabel() == "x (nm)"
+
+
+def test_axes_use_whole_frames_and_class_colours(result):
+    from stem2d.viz.style import class_style
+
+    figs = result.figures()
+    ax = figs["counts"].axes[0]
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    line = [ln for ln in ax.lines if ln.get_label() == "s_vacancy"][0]
+    assert line.get_color() == class_style("s_vacancy").rgb01
+    assert line.get_marker() == class_style("s_vacancy").mpl_marker
+
+
+def test_save_all_can_skip_a_figure(result, tmp_path):
+    paths = plots.save_all(result, tmp_path, skip=("counts",))
+    assert "counts" not in paths and not (tmp_path / "evolution_counts.png").exists()
 
 
 def test_empty_inputs_give_no_data_figures():

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from stem2d.classes import ClassSet
 from stem2d.data.simulated import (
     SPLITS,
+    LazyTileBases,
     Neighbours,
     SimulatedDataModule,
     SimulatedTileDataset,
@@ -94,6 +95,29 @@ def test_datamodule_batches_contract():
     assert len(dm.datasets["val"]) == 20 and len(dm.datasets["train"]) == 40
     dm.setup("test")
     assert len(dm.datasets["test"].bases) == len(DEFAULT)
+
+
+def test_lazy_bases_equal_the_eager_ones_and_simulate_only_what_is_used():
+    kw = {"material": WS2, "n_per_class": 3, "split": "val", "seed": 5, "size_px": 96,
+          "neighbours": Neighbours(0.5, 4.0, 0.6)}
+    eager, lazy = simulate_bases(DEFAULT, **kw), LazyTileBases(DEFAULT, **kw)
+    assert len(lazy) == len(eager) and lazy.size_px == eager.size_px
+    np.testing.assert_array_equal(lazy.label, eager.label)
+    assert lazy.kind == eager.kind and lazy.entropy == eager.entropy
+    for i in (7, 0, 14):
+        np.testing.assert_array_equal(lazy.base(i)[0], eager.clean[i])
+        np.testing.assert_array_equal(lazy.base(i)[1], eager.pos[i])
+    assert sorted(lazy._cache) == [0, 7, 14]
+
+
+def test_datamodule_simulates_bases_on_first_use():
+    """A one-batch run (debug=fdr) must not simulate all training bases up front."""
+    dm = SimulatedDataModule(seed=3, **{**SMALL, "n_bases_per_class": 50, "n_train_samples": 1000})
+    dm.setup("fit")
+    bases = dm.datasets["train"].bases
+    assert len(bases) == 50 * len(DEFAULT) and not bases._cache
+    next(iter(dm.train_dataloader()))
+    assert 0 < len(bases._cache) <= SMALL["batch_size"]
 
 
 def test_val_loader_is_identical_with_a_worker():

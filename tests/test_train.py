@@ -154,6 +154,20 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "test/acc" in summary["metrics"]
 
 
+def test_default_precision_is_resolved_by_the_hardware_rule(tmp_path, monkeypatch, caplog):
+    """conf/trainer/cpu.yaml says precision: auto; train() resolves it (and logs it) before the
+    Trainer sees it: fp32 on a CPU without native bf16."""
+    from stem2d.models import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    cfg = compose_train(tmp_path, ["debug=fdr", "model.net.channels=[4,8]", *TINY])
+    assert cfg.trainer.precision == "auto"
+    with caplog.at_level("INFO", logger="stem2d.pipeline.train"):
+        train(cfg)
+    assert cfg.trainer.precision == "32-true"
+    assert "precision: 32-true (auto: no native bf16" in caplog.text
+
+
 @pytest.mark.parametrize(("cpus", "workers", "env", "expected"), [
     (2, 1, None, 1), (16, 4, None, 12), (2, 4, None, 1), (2, 0, None, 2), (2, 1, "2", None),
 ])

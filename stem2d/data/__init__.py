@@ -1,6 +1,7 @@
 """Lightning datamodules and datasets (layer 2): simulated training tiles."""
 
 from stem2d.data.simulated import (
+    LazyTileBases,
     Neighbours,
     SimulatedDataModule,
     SimulatedTileDataset,
@@ -9,4 +10,4 @@ from stem2d.data.simulated import (
     simulate_bases,
 )
 
-__all__ = ["Neighbours", "SimulatedDataModule", "SimulatedTileDataset", "TileBases", "make_split", "simulate_bases"]
+__all__ = ["LazyTileBases", "Neighbours", "SimulatedDataModule", "SimulatedTileDataset", "TileBases", "make_split", "simulate_bases"]

@@ -59,6 +59,14 @@ class TileBases:
     def __len__(self) -> int:
         return len(self.label)
 
+    @property
+    def size_px(self) -> int:
+        return int(self.clean.shape[-1])
+
+    def base(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clean image (S, S) and defect position (2,) of base ``index``."""
+        return self.clean[index], self.pos[index]
+
 
 @dataclass(frozen=True)
 class Neighbours:
@@ -126,27 +134,64 @@ def simulate_bases(
     ``neighbours`` adds the surroundings of a movie window (other defects, displaced dopants);
     its random numbers come from their own stream, so the default leaves the bases unchanged.
     """
-    split_id = _split_id(split)
-    area_nm2 = (size_px * pixel_size_A / 10.0) ** 2
-    clean, label, pos, kinds, entropy = [], [], [], [], []
-    for c, (_, class_kinds) in enumerate(classes.kinds):
-        for b in range(n_per_class):
-            ent = (int(seed), split_id, BASE_STREAM, c, b)
-            rng = np.random.default_rng(np.random.SeedSequence(ent))
-            extra = np.random.default_rng(np.random.SeedSequence(ent + (NEIGHBOUR_STREAM,)))
-            kind = class_kinds[b % len(class_kinds)] if class_kinds else None
-            probe = Probe(fwhm_A=rng.uniform(*probe_fwhm_range_A))
-            image, truth = simulate_tile(
-                kind, material=material, rng=rng, size_px=size_px, pixel_size_A=pixel_size_A,
-                probe=probe, z_exponent=rng.uniform(*z_exponent_range), max_offset_px=max_offset_px,
-                **neighbours.draw(classes, area_nm2=area_nm2, rng=extra))
-            clean.append(image)
-            label.append(c)
-            pos.append((truth.row, truth.col))
-            kinds.append(kind)
-            entropy.append(ent)
-    return TileBases(split, np.stack(clean), np.asarray(label, dtype=np.int64),
-                     np.asarray(pos, dtype=np.float64), tuple(kinds), tuple(entropy), pixel_size_A)
+    lazy = LazyTileBases(classes, material=material, n_per_class=n_per_class, split=split,
+                         seed=seed, size_px=size_px, pixel_size_A=pixel_size_A,
+                         max_offset_px=max_offset_px, probe_fwhm_range_A=probe_fwhm_range_A,
+                         z_exponent_range=z_exponent_range, neighbours=neighbours)
+    clean, pos = zip(*(lazy.base(i) for i in range(len(lazy))))
+    return TileBases(split, np.stack(clean), lazy.label, np.stack(pos), lazy.kind, lazy.entropy,
+                     pixel_size_A)
+
+
+class LazyTileBases:
+    """The bases of :func:`simulate_bases`, each simulated on first use and then kept.
+
+    Same values as :class:`TileBases` (base ``c * n_per_class + b`` is base b of class c, from its
+    own seed), but a run that draws a few batches (``debug=fdr``, a smoke test) simulates only
+    the bases those batches use; a full epoch touches all of them inside the data workers.
+    Arguments as :func:`simulate_bases`.
+    """
+
+    def __init__(self, classes: ClassSet, *, material: Material, n_per_class: int, split: str,
+                 seed: int, size_px: int = 112, pixel_size_A: float = CANONICAL_PIXEL_SIZE_A,
+                 max_offset_px: float = 2.0,
+                 probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
+                 z_exponent_range: tuple[float, float] = (1.6, 1.9),
+                 neighbours: Neighbours = Neighbours()) -> None:
+        split_id = _split_id(split)
+        self.split, self.pixel_size_A, self.size_px = split, float(pixel_size_A), int(size_px)
+        self.n_per_class, self._classes, self._material = int(n_per_class), classes, material
+        self._kw = {"max_offset_px": max_offset_px, "probe_fwhm_range_A": probe_fwhm_range_A,
+                    "z_exponent_range": z_exponent_range, "neighbours": neighbours}
+        n_classes = len(classes.kinds)
+        self.label = np.repeat(np.arange(n_classes, dtype=np.int64), self.n_per_class)
+        self.kind = tuple((kinds[b % len(kinds)] if kinds else None)
+                          for _, kinds in classes.kinds for b in range(self.n_per_class))
+        self.entropy = tuple((int(seed), split_id, BASE_STREAM, c, b)
+                             for c in range(n_classes) for b in range(self.n_per_class))
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def base(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clean image (S, S) float64 and defect (row, col) (2,) float64 of base ``index``."""
+        if index not in self._cache:
+            self._cache[index] = self._simulate(int(index))
+        return self._cache[index]
+
+    def _simulate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        ent, kind, kw = self.entropy[index], self.kind[index], self._kw
+        rng = np.random.default_rng(np.random.SeedSequence(ent))
+        extra = np.random.default_rng(np.random.SeedSequence(ent + (NEIGHBOUR_STREAM,)))
+        area_nm2 = (self.size_px * self.pixel_size_A / 10.0) ** 2
+        probe = Probe(fwhm_A=rng.uniform(*kw["probe_fwhm_range_A"]))
+        image, truth = simulate_tile(
+            kind, material=self._material, rng=rng, size_px=self.size_px,
+            pixel_size_A=self.pixel_size_A, probe=probe,
+            z_exponent=rng.uniform(*kw["z_exponent_range"]), max_offset_px=kw["max_offset_px"],
+            **kw["neighbours"].draw(self._classes, area_nm2=area_nm2, rng=extra))
+        return image, np.array([truth.row, truth.col], dtype=np.float64)
 
 
 class SimulatedTileDataset(Dataset):
@@ -156,14 +201,14 @@ class SimulatedTileDataset(Dataset):
     ``pos`` float32 (2,) defect (row, col) in tile pixels (NaN for pristine), ``noise`` int64.
     """
 
-    def __init__(self, bases: TileBases, *, n_samples: int, seed: int,
+    def __init__(self, bases: TileBases | LazyTileBases, *, n_samples: int, seed: int,
                  params: AugmentParams = AugmentParams()) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         need = params.min_base_size_px()
-        if bases.clean.shape[-1] < need:
+        if bases.size_px < need:
             raise ValueError(
-                f"base_size_px={bases.clean.shape[-1]} is too small for a {params.tile_size_px} px "
+                f"base_size_px={bases.size_px} is too small for a {params.tile_size_px} px "
                 f"tile with max_shear={params.max_shear}, zoom_range={tuple(params.zoom_range)}, "
                 f"max_shift_px={params.max_shift_px}: need >= {need}")
         if not np.isclose(bases.pixel_size_A, params.pixel_size_A):
@@ -184,9 +229,8 @@ class SimulatedTileDataset(Dataset):
         if not 0 <= index < self.n_samples:
             raise IndexError(f"index {index} out of range for {self.n_samples} samples")
         rng = np.random.default_rng([self.seed, self._split_id, SAMPLE_STREAM, int(index)])
-        b = self.base_index(index)
-        return augment_tile(self.bases.clean[b], self.bases.pos[b], params=self.params, rng=rng,
-                            noise=noise)
+        clean, pos = self.bases.base(self.base_index(index))
+        return augment_tile(clean, pos, params=self.params, rng=rng, noise=noise)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(int(index))
@@ -237,7 +281,8 @@ class SimulatedDataModule(pl.LightningDataModule):
     """Train/val/test loaders of augmented simulated tiles (see docs/architecture.md).
 
     Nothing is written to disk (``prepare_data`` is Lightning's no-op); ``setup(stage)``
-    simulates only the bases that stage needs (a few ms each). Constructor arguments mirror
+    prepares only the splits that stage needs, and each base is simulated when a sample first
+    uses it (a few ms each; :class:`LazyTileBases`), so a one-batch run simulates a few hundred. Constructor arguments mirror
     ``conf/data/simulated.yaml``; the augmentation ones are those of
     :class:`stem2d.sim.augment.AugmentParams`. Bad values raise ``ValueError`` naming the key.
     """
@@ -359,12 +404,16 @@ class SimulatedDataModule(pl.LightningDataModule):
         if stage not in stages:
             raise ValueError(f"stage={stage!r}: expected one of {list(stages)}")
         needed = stages[stage]
+        sim = dict(self._sim)
+        material, params, size = sim.pop("material"), sim.pop("params"), sim.pop("base_size_px")
         for split in needed:
             if split not in self.datasets:
-                self.datasets[split] = make_split(
-                    self.classes, split=split, seed=self.seed, n_bases_per_class=self._bases[split],
-                    n_samples=self._samples[split], **self._sim)
-                log.info("%s: %d bases, %d samples", split, len(self.datasets[split].bases),
+                bases = LazyTileBases(self.classes, material=material,
+                                      n_per_class=self._bases[split], split=split, seed=self.seed,
+                                      size_px=size, pixel_size_A=params.pixel_size_A, **sim)
+                self.datasets[split] = SimulatedTileDataset(
+                    bases, n_samples=self._samples[split], seed=self.seed, params=params)
+                log.info("%s: %d bases (simulated on first use), %d samples", split, len(bases),
                          self._samples[split])
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:

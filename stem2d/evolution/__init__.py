@@ -98,10 +98,11 @@ class EvolutionResult:
         }
         return _json_safe(summary)
 
-    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+    def write(self, out_dir: str | os.PathLike, *, skip_figures: tuple[str, ...] = ()) -> dict[str, Path]:
         """Write tables, figures and ``evolution.json`` (last) into ``out_dir``; returns the paths.
 
-        Every file goes to a temporary name first and is renamed when complete.
+        Every file goes to a temporary name first and is renamed when complete. ``skip_figures``
+        names figures not to write (the movie pipeline writes ``counts`` as the run's counts.png).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -116,8 +117,10 @@ class EvolutionResult:
             drift = pd.DataFrame({"frame": np.arange(len(self.drift)), "drift_row_px": self.drift[:, 0],
                                   "drift_col_px": self.drift[:, 1]})
             paths["drift"] = _write_csv(drift, out / "drift.csv")
-        paths.update({f"png_{k}": v for k, v in plots.save_all(self, out).items()})
-        text = json.dumps(self.to_summary(), indent=2, allow_nan=False)
+        paths.update({f"png_{k}": v for k, v in plots.save_all(self, out, skip=skip_figures).items()})
+        from stem2d.output.plain import rounded
+
+        text = json.dumps(rounded(self.to_summary()), indent=2, allow_nan=False)
         paths["summary"] = _write_text(text, out / "evolution.json")
         log.info("evolution outputs written to %s", out)
         return paths

@@ -35,3 +35,19 @@ def to_plain(obj: Any) -> Any:
         target = f"{obj.func.__module__}.{obj.func.__qualname__}"
         return {"_target_": target, "_partial_": True, **{k: to_plain(v) for k, v in obj.keywords.items()}}
     return repr(obj)
+
+
+def rounded(obj: Any, *, digits: int = 6) -> Any:
+    """``obj`` (plain values, see :func:`to_plain`) with every float rounded to ``digits``
+    significant digits, for files people read: ``-3.5999999999999996`` becomes ``-3.6``.
+
+    >>> rounded({"drift_px": [-3.5999999999999996, 0.16624690211674042], "n": 3})
+    {'drift_px': [-3.6, 0.166247], 'n': 3}
+    """
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits=digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits=digits) for v in obj]
+    if isinstance(obj, float) and math.isfinite(obj):
+        return float(f"{obj:.{digits}g}")
+    return obj

@@ -15,7 +15,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from stem2d.models.precision import resolve_precision
 from stem2d.output.files import write_json
+from stem2d.pipeline.schema import TRAIN, validate
 from stem2d.pipeline.utils import (
     flatten_config,
     instantiate_all,
@@ -72,6 +74,16 @@ def _pruning_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [] if callback is None else [callback]
 
 
+def _with_divergence_guard(callbacks: list[pl.Callback]) -> list[pl.Callback]:
+    """``callbacks`` plus a default :class:`DivergenceGuard` unless one is configured: a diverging
+    run must fail even when ``callbacks`` was replaced or removed."""
+    from stem2d.models.divergence import DivergenceGuard
+
+    if any(isinstance(c, DivergenceGuard) for c in callbacks):
+        return callbacks
+    return [*callbacks, DivergenceGuard()]
+
+
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
@@ -115,19 +127,33 @@ def _set_cpu_threads(cfg: DictConfig) -> None:
         log.info("CPU run: %d torch thread(s) beside %s data worker(s)", n, cfg.data.get("num_workers", 0))
 
 
+def _resolve_precision(cfg: DictConfig) -> None:
+    """``trainer.precision: auto`` -> bf16-mixed where the device has native bf16, else fp32 on
+    a CPU (16-mixed on a GPU); stem2d.models.precision holds the rule. Logged either way."""
+    setting = cfg.trainer.get("precision", "32-true")
+    precision = resolve_precision(setting, accelerator=str(cfg.trainer.get("accelerator", "cpu")))
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    how = "native bf16 on this device" if precision.startswith("bf16") else "no native bf16"
+    log.info("precision: %s (%s)", precision,
+             f"auto: {how}" if str(setting) == "auto" else "trainer.precision")
+
+
 def train(cfg: DictConfig) -> float:
     """Fit (and test) the configured model; return the value of ``cfg.optimized_metric``.
 
     Writes ``metrics.json`` (all final metrics, best checkpoint, wall time) to the run folder.
     """
     require_keys(cfg, ["data", "model", "trainer", "optimized_metric"], where="train")
+    validate(cfg, TRAIN, where="train")
     start = time.perf_counter()
     _set_cpu_threads(cfg)
+    _resolve_precision(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate_node(cfg.data, "data")
     model = build_model(cfg.model, datamodule)
-    callbacks = instantiate_all(cfg.get("callbacks"), "callbacks") + _pruning_callbacks(cfg)
+    callbacks = _with_divergence_guard(instantiate_all(cfg.get("callbacks"), "callbacks") + _pruning_callbacks(cfg))
     loggers = instantiate_all(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 

@@ -16,9 +16,10 @@ import torch
 
 from stem2d.models.cam import cam_peak
 from stem2d.models.classifier import CamClassifier
+from stem2d.models.precision import cpu_has_bf16  # noqa: F401  (its home is models.precision)
 from stem2d.models.preprocess import standardize_tiles
 
-__all__ = ["TileResult", "classify_tiles", "cpu_has_bf16"]
+__all__ = ["TileResult", "classify_tiles"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,6 @@ def _check_tiles(tiles: np.ndarray, tile_size_px: int) -> np.ndarray:
     if bad.any():
         raise ValueError(f"tiles: {int(bad.sum())} tile(s) contain NaN or inf, first at index {int(np.argmax(bad))}")
     return tiles
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX512-BF16 / AMX), so bf16 autocast is a speed-up."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without the check: assume not
-        return False
 
 
 def classify_tiles(model: CamClassifier, tiles: np.ndarray, *, batch_size: int = 256,
