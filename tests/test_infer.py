@@ -41,6 +41,7 @@ def test_synthetic_movie_end_to_end(tmp_path):
     assert metrics["pipeline"]["detection"]["f1"] > 0.8
     for name in ("overlay.mp4", "overlay.gif", "counts.png", "evolution/evolution.json"):
         assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "evolution" / "evolution_counts.png").exists()  # counts.png, once
     assert summary["n_frames"] == 3
 
 

@@ -1,6 +1,13 @@
-import numpy as np
+import time
 
-from stem2d.predict.overlay import insert_cams, render_overlay
+import numpy as np
+import pytest
+
+from stem2d.predict.overlay import OverlayRenderer, insert_cams, render_overlay, to_uint8_gray
+from stem2d.viz import draw as vdraw
+from stem2d.viz.style import REGION_COLOURS, class_style
+
+NAMES = ["pristine", "mo_dopant", "s_vacancy", "w_vacancy", "w_dopant"]
 
 
 def test_insert_cams_places_peak_at_position():
@@ -21,13 +28,80 @@ def test_insert_cams_overlap_blends_and_clips_at_border():
     assert np.all(insert_cams((10, 10), np.zeros((0, 2)), np.zeros((0, 64, 64))) == 0)
 
 
-def test_render_overlay_shapes_and_markers():
-    frame = np.random.default_rng(0).poisson(50, size=(128, 128)).astype(np.float32)
+def _frame(size=128):
+    return np.random.default_rng(0).poisson(50, size=(size, size)).astype(np.float32)
+
+
+def test_overlay_is_the_frame_over_a_footer_with_class_markers():
+    frame = _frame()
+    out = render_overlay(frame, np.zeros_like(frame), np.array([[64.0, 64.0]]), [1], NAMES, pixel_size_A=0.25)
+    assert out.dtype == np.uint8 and out.shape[1:] == (128, 3) and out.shape[0] > 128
+    radius = 2.4 / 0.25  # markers are 2.4 A in radius
+    ring = [tuple(px) for px in out[64, 64 + int(radius) - 2: 64 + int(radius) + 2]]
+    assert class_style("mo_dopant").rgb in ring
+    gray = to_uint8_gray(frame)
+    top = out[:128]
+    far = np.ones((128, 128), bool)
+    far[40:90, 40:90] = False
+    assert np.array_equal(top[far], np.repeat(gray[far][:, None], 3, axis=1))  # data untouched off the marker
+    none = render_overlay(frame, np.zeros_like(frame), np.array([[64.0, 64.0]]), [0], NAMES)
+    assert np.array_equal(none[:128, :, 0], none[:128, :, 1])  # pristine is not drawn
+
+
+def test_heat_is_translucent_and_only_above_the_floor():
+    frame = _frame()
     heat = np.zeros_like(frame)
-    out = render_overlay(frame, heat, np.array([[64.0, 64.0]]), [1], ["pristine", "mo_dopant"], title="frame 0")
-    assert out.shape == (128, 128, 3) and out.dtype == np.uint8
-    # the marker ring is coloured (not gray) at radius 6 from the point
-    ring = out[64, 70]
-    assert not (ring[0] == ring[1] == ring[2])
-    none = render_overlay(frame, heat, np.array([[64.0, 64.0]]), [0], ["pristine", "mo_dopant"])
-    assert none[64, 70, 0] == none[64, 70, 1] == none[64, 70, 2]
+    heat[:, 64:] = 1.0
+    heat[:, 32:64] = 0.2  # below the 0.3 floor
+    out = OverlayRenderer(NAMES).render(frame, heat, np.zeros((0, 2)), [])[:128]
+    gray = to_uint8_gray(frame).astype(float)
+    assert np.array_equal(out[:, :64, 0], out[:, :64, 2])  # not tinted
+    tinted = out[:, 64:].astype(float)
+    assert not np.array_equal(tinted[..., 0], tinted[..., 2])
+    # at most 40 % colour: the lattice contrast survives (each channel follows the grey level)
+    for ch in range(3):
+        assert np.corrcoef(tinted[..., ch].ravel(), gray[:, 64:].ravel())[0, 1] > 0.95
+
+
+def test_region_outlines_and_legend_entries():
+    frame = _frame()
+    hole = np.zeros(frame.shape, bool)
+    hole[20:60, 20:60] = True
+    r = OverlayRenderer(NAMES, pixel_size_A=0.25, n_frames=10, dose_per_frame=1e4)
+    out = r.render(frame, None, np.zeros((0, 2)), [], index=3, regions={"hole": hole})
+    assert tuple(out[20, 40]) == REGION_COLOURS["hole"] and tuple(out[40, 40]) != REGION_COLOURS["hole"]
+    plain = r.render(frame, None, np.zeros((0, 2)), [], index=3)
+    assert out.shape[0] > plain.shape[0]  # a legend row for the region
+
+
+def test_footer_is_cached_and_texts_are_readable():
+    styles = tuple(class_style(n) for n in NAMES[1:])
+    a = vdraw.footer(512, styles, (), 0.2, 0.3, "CAM")
+    assert vdraw.footer(512, styles, (), 0.2, 0.3, "CAM") is a
+    assert a.font_px >= 18  # 13 px or more in the 480 px GIF
+    assert vdraw.frame_text(7, n_frames=20, dose_per_frame=5e4) == "frame 7 (of 20) · 4.0·10⁵ e/Å²"
+    assert vdraw.nice_length_nm(512, 0.2) == 2.0 and vdraw.nice_length_nm(512, 0.05) == 0.5
+
+
+def test_overlay_is_fast():
+    """A 512 x 512 frame with 40 markers and heat: well inside the 10 frames/s loop (~5 ms measured)."""
+    rng = np.random.default_rng(1)
+    frame = rng.poisson(50, size=(512, 512)).astype(np.float32)
+    heat = np.clip(rng.random((512, 512)).astype(np.float32) - 0.5, 0, 1)
+    pts = rng.uniform(20, 490, size=(40, 2))
+    labels = rng.integers(1, 5, size=40)
+    r = OverlayRenderer(NAMES, pixel_size_A=0.17, n_frames=100)
+    r.render(frame, heat, pts, labels, index=0)
+    times = []
+    for k in range(5):
+        t = time.perf_counter()
+        r.render(frame, heat, pts, labels, index=k)
+        times.append(time.perf_counter() - t)
+    assert np.median(times) < 0.05, f"{np.median(times) * 1000:.1f} ms per frame"
+
+
+@pytest.mark.parametrize("marker_class", ["s_vacancy", "w_dopant", "unknown", "adatom"])
+def test_every_marker_shape_draws(marker_class):
+    frame = _frame()
+    out = render_overlay(frame, None, np.array([[64.0, 64.0]]), [1], ["pristine", marker_class])
+    assert (out[:128] == class_style(marker_class).rgb).all(axis=2).sum() > 10

@@ -26,10 +26,10 @@ from stem2d import CANONICAL_PIXEL_SIZE_A, __version__
 from stem2d.classes import ClassSet
 from stem2d.materials import get_material
 from stem2d.output.files import atomic_path
-from stem2d.output.plain import to_plain
+from stem2d.output.plain import rounded, to_plain
 from stem2d.pipeline.utils import output_dir
 from stem2d.predict.frame import analyze_frame
-from stem2d.predict.overlay import render_overlay
+from stem2d.predict.overlay import OverlayRenderer
 from stem2d.predict.video import OverlayMovieWriter
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _find_truth(path: Path) -> pd.DataFrame | None:
 
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(to_plain(obj), indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(rounded(to_plain(obj)), indent=2, allow_nan=False))
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -224,7 +224,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _post_frame(k: int, frame: np.ndarray, res, tracker, video, class_names) -> tuple:
+def _post_frame(k: int, frame: np.ndarray, res, tracker, video, renderer) -> tuple:
     """Per-frame work after the analysis (drift, overlay, video).
 
     Returns the overlay frame (or None) and the seconds of each step.
@@ -235,7 +235,8 @@ def _post_frame(k: int, frame: np.ndarray, res, tracker, video, class_names) -> 
     seconds = {"drift": t1 - t0}
     rgb = None
     if video is not None:
-        rgb = render_overlay(frame, res.heat, res.points, res.labels, class_names, title=f"frame {k}")
+        rgb = renderer.render(frame, res.heat, res.points, res.labels, index=k,
+                              regions=getattr(res, "regions", None))
         t2 = time.perf_counter()
         video.append(rgb)
         seconds.update(overlay=t2 - t1, video=time.perf_counter() - t2)
@@ -294,6 +295,8 @@ def run_movie(cfg: DictConfig) -> dict:
     period_px = material.a_A / pixel_size_A
     tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
+    renderer = OverlayRenderer(class_names, pixel_size_A=pixel_size_A, n_frames=n_frames,
+                               dose_per_frame=cfg.get("dose_per_frame"))
     overlay_samples, steps = {}, {}
     # a fixed number of torch threads (1 by default: on 2 cores a second torch thread gains
     # little for these small networks and collapses when another process shares the CPU)
@@ -324,7 +327,7 @@ def run_movie(cfg: DictConfig) -> dict:
                                          pristine_index=pristine, with_heat=False, canon=canon)
                     base_rows.append(_result_table(k, bres, class_names))
                     t = timer.add("baseline", t)
-                rgb, seconds = _post_frame(k, frame, res, tracker, video, class_names)
+                rgb, seconds = _post_frame(k, frame, res, tracker, video, renderer)
                 for stage, sec in seconds.items():
                     timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
                 if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
@@ -410,7 +413,8 @@ def _score(out: Path, truth: pd.DataFrame, detections: pd.DataFrame, baseline: p
         _write_csv(out / "baseline_detections.csv", baseline)
     _write_json(out / "metrics.json", metrics)
     p, b = metrics["pipeline"], metrics.get("baseline")
-    log.info("detection F1 %.3f, class accuracy %s%s", p["detection"]["f1"] or 0.0, p["class_accuracy"],
+    log.info("detection F1 %.3f, class accuracy %s%s", p["detection"]["f1"] or 0.0,
+             "n/a" if p["class_accuracy"] is None else f"{p['class_accuracy']:.3f}",
              "" if b is None else f" (baseline {baseline_mode}: F1 {b['detection']['f1'] or 0.0:.3f})")
     return metrics
 
@@ -423,7 +427,7 @@ def _evolution(out: Path, detections: pd.DataFrame, pixel_size_A: float, frame_s
     result = evolve(detections, pixel_size_A=pixel_size_A, frame_shape=frame_shape, n_frames=n_frames,
                     drift_px=drift_px, classes=[c for c in class_names if c != "pristine"],
                     material=material, dose_per_frame=cfg.get("dose_per_frame"))
-    result.write(out / "evolution")
+    result.write(out / "evolution", skip_figures=("counts",))  # the same figure is the run's counts.png
     return result.to_summary()
 
 

@@ -1,0 +1,198 @@
+"""Drawing on frames with Pillow: class markers, a scale bar, and the overlay's footer panel.
+
+The footer (legend, CAM colour bar and caption) is rendered once per layout and cached; per frame
+only the frame line (number, time, dose) and the per-class counts are drawn into a copy, so a
+frame costs well under a millisecond here. Text uses matplotlib's bundled DejaVu Sans, so the
+overlay looks the same on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from stem2d.viz.style import HEAT_COLORMAP, REGION_COLOURS, ClassStyle
+
+#: Footer colours.
+PANEL_RGB = (24, 24, 24)
+TEXT_RGB = (235, 235, 235)
+HALO_RGB = (0, 0, 0)
+
+
+@lru_cache(maxsize=8)
+def font(size_px: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (shipped with matplotlib) at ``size_px``."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return ImageFont.truetype(str(path), size=int(size_px))
+
+
+@lru_cache(maxsize=1)
+def heat_lut(n: int = 256) -> np.ndarray:
+    """(n, 3) float32 RGB 0..255 of the heat colours: magma from 0.2 to 0.75 (purple to orange-red;
+    its darkest part is lost on a dark lattice, its pale top turns a grey lattice khaki)."""
+    from matplotlib import colormaps
+
+    return (colormaps[HEAT_COLORMAP](0.2 + 0.55 * np.linspace(0, 1, n))[:, :3] * 255).astype(np.float32)
+
+
+def draw_marker(draw: ImageDraw.ImageDraw, xy: tuple[float, float], style: ClassStyle, radius: float,
+                *, width: int = 2) -> None:
+    """One class marker centred at ``xy`` (x, y), in the class colour with a dark halo so it
+    reads on bright columns and dark background alike."""
+    for colour, w in ((HALO_RGB, width + 2), (style.rgb, width)):
+        _shape(draw, xy, style.marker, radius, colour, w)
+
+
+def _shape(draw, xy, marker: str, r: float, colour, w: int) -> None:
+    x, y = xy
+    if marker == "circle":
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=w)
+    elif marker == "square":
+        q = r * 0.85
+        draw.rectangle([x - q, y - q, x + q, y + q], outline=colour, width=w)
+    elif marker in ("diamond", "triangle", "star"):
+        n, start = {"diamond": (4, -90), "triangle": (3, -90), "star": (5, -90)}[marker]
+        k = 1.15 if marker != "diamond" else 1.1
+        pts = [(x + k * r * math.cos(math.radians(start + i * 360 / n)),
+                y + k * r * math.sin(math.radians(start + i * 360 / n))) for i in range(n)]
+        if marker == "star":
+            pts = [pts[(2 * i) % n] for i in range(n)]
+        draw.polygon(pts, outline=colour, width=w)
+    else:  # cross
+        q = r * 0.8
+        draw.line([x - q, y - q, x + q, y + q], fill=colour, width=w)
+        draw.line([x - q, y + q, x + q, y - q], fill=colour, width=w)
+
+
+def nice_length_nm(width_px: int, pixel_size_A: float, *, fraction: float = 0.2) -> float:
+    """A 1-2-5 scale-bar length (nm) near ``fraction`` of the frame width."""
+    target = fraction * width_px * pixel_size_A / 10.0
+    exp = math.floor(math.log10(target))
+    best = max((m * 10**exp for m in (1, 2, 5, 10) if m * 10**exp <= target * 1.5), default=10**exp)
+    return float(best)
+
+
+def _nm_text(nm: float) -> str:
+    return f"{nm:g} nm" if nm >= 1 else f"{nm * 10:g} Å"
+
+
+@dataclass(frozen=True)
+class FooterLayout:
+    """Where the per-frame text goes in a cached footer (pixel boxes in the footer)."""
+
+    image: np.ndarray              # (F, W, 3) uint8, the static part
+    frame_xy: tuple[int, int]      # top-left of the frame line
+    count_xy: dict                 # class name -> top-left of its count text
+    font_px: int
+
+
+@lru_cache(maxsize=16)
+def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...], pixel_size_A: float | None,
+           heat_floor: float, caption: str) -> FooterLayout:
+    """The static footer: frame line (left empty) with a scale bar on the right, one legend
+    entry per class (marker, name, room for its count) and per region outline, then the CAM
+    colour bar with its caption. Cached by its arguments."""
+    fs = int(np.clip(round(width / 25), 11, 40))
+    f = font(fs)
+    line = int(fs * 1.45)
+    pad = max(4, fs // 2)
+    entry_w = max(int(f.getlength(s.name + " 000")) for s in styles) + 2 * fs if styles else 0
+    region_w = [int(f.getlength(r)) + 2 * fs for r in regions]
+    per_row = max(1, (width - 2 * pad) // max(entry_w, 1)) if styles else 1
+    n_rows_cls = math.ceil(len(styles) / per_row) if styles else 0
+    n_rows = 1 + n_rows_cls + (1 if regions else 0) + 1
+    height = n_rows * line + 2 * pad
+    img = Image.new("RGB", (width, height), PANEL_RGB)
+    draw = ImageDraw.Draw(img)
+    y = pad
+    frame_xy = (pad, y)
+    if pixel_size_A:
+        nm = nice_length_nm(width, pixel_size_A)
+        bar = nm * 10.0 / pixel_size_A
+        label = _nm_text(nm)
+        x1 = width - pad
+        x0 = x1 - bar
+        tw = f.getlength(label)
+        draw.text((x0 - tw - fs // 2, y), label, font=f, fill=TEXT_RGB)
+        yb = y + line // 2
+        draw.rectangle([x0, yb - max(2, fs // 5), x1, yb + max(2, fs // 5)], fill=TEXT_RGB)
+    y += line
+    count_xy = {}
+    r = fs * 0.42
+    for i, st in enumerate(styles):
+        col, row = i % per_row, i // per_row
+        x = pad + col * entry_w
+        yy = y + row * line
+        draw_marker(draw, (x + r + 1, yy + line / 2 - 1), st, r, width=2)
+        draw.text((x + 2 * r + fs // 2, yy), st.name, font=f, fill=TEXT_RGB)
+        count_xy[st.name] = (int(x + 2 * r + fs // 2 + f.getlength(st.name + " ")), yy)
+    y += n_rows_cls * line
+    if regions:
+        x = pad
+        for name, w in zip(regions, region_w, strict=True):
+            rgb = REGION_COLOURS.get(name, TEXT_RGB)
+            draw.rectangle([x, y + line * 0.2, x + fs, y + line * 0.75], outline=rgb, width=2)
+            draw.text((x + fs + fs // 2, y), name, font=f, fill=TEXT_RGB)
+            x += w + fs
+        y += line
+    # CAM colour bar: the colours drawn for heat heat_floor .. 1, then the caption
+    bar_w, bar_h = int(width * 0.22), int(line * 0.55)
+    x0, yb = pad + int(f.getlength(f"{heat_floor:g} ")), y + (line - bar_h) // 2
+    draw.text((pad, y), f"{heat_floor:g}", font=f, fill=TEXT_RGB)
+    lut = heat_lut()
+    ramp = lut[np.linspace(0, len(lut) - 1, bar_w).astype(int)].astype(np.uint8)
+    img.paste(Image.fromarray(np.repeat(ramp[None], bar_h, axis=0)), (x0, yb))
+    room = width - pad - (x0 + bar_w + fs // 3)
+    fits = [c for c in (f"1  {caption}", "1  CAM: classifier evidence", "1  CAM") if f.getlength(c) <= room]
+    draw.text((x0 + bar_w + fs // 3, y), (fits or ["1"])[0], font=f, fill=TEXT_RGB)
+    return FooterLayout(np.asarray(img).copy(), frame_xy, count_xy, fs)
+
+
+def frame_text(index: int, *, n_frames: int | None = None, frame_time_s: float | None = None,
+               dose_per_frame: float | None = None) -> str:
+    """``frame 7 (of 20) · 1.4 s · 4.0·10⁵ e/Å²`` (accumulated dose at the end of the frame)."""
+    text = f"frame {index}" + (f" (of {n_frames})" if n_frames and n_frames > 1 else "")
+    if frame_time_s:
+        text += f" · {index * frame_time_s:.1f} s"
+    if dose_per_frame:
+        text += f" · {sci((index + 1) * dose_per_frame)} e/Å²"
+    return text
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(value: float, digits: int = 2) -> str:
+    """``52000`` -> ``'5.2·10⁴'``; plain below 10,000 (``'1500'``)."""
+    if value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:.{digits}g}"
+    exp = math.floor(math.log10(abs(value)))
+    mant = value / 10**exp
+    return f"{mant:.{digits - 1}f}·10{str(exp).translate(_SUPERSCRIPT)}"
+
+
+def fill_footer(layout: FooterLayout, text: str, counts: Mapping[str, int]) -> np.ndarray:
+    """A copy of the footer with this frame's line and per-class counts."""
+    img = Image.fromarray(layout.image.copy())
+    draw = ImageDraw.Draw(img)
+    f = font(layout.font_px)
+    draw.text(layout.frame_xy, text, font=f, fill=TEXT_RGB)
+    for name, xy in layout.count_xy.items():
+        draw.text(xy, str(counts.get(name, 0)), font=f, fill=(170, 170, 170))
+    return np.asarray(img)
+
+
+def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The inner border (``width`` px) of a boolean mask."""
+    from scipy.ndimage import binary_erosion
+
+    mask = np.asarray(mask, dtype=bool)
+    return mask & ~binary_erosion(mask, iterations=width, border_value=1)
