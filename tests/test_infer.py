@@ -26,11 +26,15 @@ def compose_infer(tmp_path: Path, overrides: list[str]):
 def test_synthetic_movie_end_to_end(tmp_path):
     summary = run_movie(compose_infer(tmp_path, SMALL + ["outputs.video=true"]))
     det = pd.read_csv(tmp_path / "detections.csv")
-    assert list(det.columns) == ["frame", "row", "col", "class", "score"]
+    assert list(det.columns[:8]) == ["frame", "row", "col", "class", "score", "sublattice", "intensity_rel",
+                                     "p_class"]
     assert set(det["frame"]) <= {0, 1, 2}
     assert det["row"].between(-1, 256).all() and det["col"].between(-1, 256).all()
     assert det["score"].between(0, 1).all()
-    assert set(det["class"]) <= {"mo_dopant", "s_vacancy", "w_vacancy", "w_dopant"}
+    assert set(det["class"]) <= {"mo_dopant", "s_vacancy", "w_vacancy", "w_dopant", "unknown", "adatom"}
+    assert set(det["sublattice"]) <= {"metal", "chalcogen", "hollow", "off-lattice"}
+    on = det["sublattice"].isin(["metal", "chalcogen"])
+    assert on.mean() > 0.7 and det.loc[on, "intensity_rel"].notna().all()
     truth = pd.read_csv(tmp_path / "truth.csv")
     assert {"frame", "row", "col", "class"} <= set(truth.columns)
     saved = json.loads((tmp_path / "summary.json").read_text())

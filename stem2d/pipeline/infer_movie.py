@@ -28,6 +28,7 @@ from stem2d.materials import get_material
 from stem2d.output.files import atomic_path
 from stem2d.output.plain import rounded, to_plain
 from stem2d.pipeline.utils import output_dir
+from stem2d.predict.evidence import UNKNOWN
 from stem2d.predict.frame import analyze_frame
 from stem2d.predict.overlay import OverlayRenderer
 from stem2d.predict.video import OverlayMovieWriter
@@ -106,17 +107,26 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 def _frames_to_table(rows: list[pd.DataFrame]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=DETECTION_COLUMNS)
-    return pd.concat(rows, ignore_index=True)[DETECTION_COLUMNS]
+    table = pd.concat(rows, ignore_index=True)
+    extra = [c for c in table.columns if c not in DETECTION_COLUMNS]
+    return table[DETECTION_COLUMNS + extra]
 
 
-def _result_table(k: int, result, class_names: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame({
+def _result_table(k: int, result, class_names: tuple[str, ...], evidence: pd.DataFrame | None = None) -> pd.DataFrame:
+    table = pd.DataFrame({
         "frame": np.full(len(result.labels), k, dtype=np.int64),
         "row": result.points[:, 0],
         "col": result.points[:, 1],
         "class": np.asarray(class_names, dtype=object)[result.labels] if len(result.labels) else [],
         "score": result.scores,
     })
+    if evidence is None:
+        return table
+    # the evidence step may demote a call to `unknown` (or report a bright hollow as `adatom`)
+    table["class"] = evidence["class"].to_numpy()
+    for col in evidence.columns.drop("class"):
+        table[col] = evidence[col].to_numpy()
+    return table
 
 
 # ---------------------------------------------------------------- detectors and classifier
@@ -215,6 +225,35 @@ def _load_unet(path: str | None):
     return fuse_batchnorm(model.net.eval())
 
 
+def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, pristine, mode: str):
+    """``detect.unconfirmed`` and the per-frame evidence step (None when ``detect.evidence`` is
+    off): ``fn(canon, result, frame_shape) -> (annotation, columns)``."""
+    from stem2d.models.loading import bundled_classifier_path
+    from stem2d.models.temperature import load_temperature
+    from stem2d.predict.evidence import class_expectations, frame_evidence
+
+    unconfirmed = str(cfg.detect.get("unconfirmed", "unknown"))
+    if unconfirmed not in ("unknown", "drop", "relabel"):
+        raise ValueError(f"detect.unconfirmed={unconfirmed!r}: choose unknown, drop or relabel")
+    if not cfg.detect.get("evidence", True):
+        return unconfirmed, None
+    ckpt = cfg.get("ckpt_path") or _classifier_path(None, material.name, class_names) \
+        or bundled_classifier_path("WS2")
+    temperature = load_temperature(ckpt)
+    expectations = class_expectations(classes, material)
+    check = bool(cfg.detect.get("check_evidence", True)) and unconfirmed != "relabel"
+
+    def evidence(canon: np.ndarray, res, frame_shape):
+        factors = (canon.shape[0] / frame_shape[0], canon.shape[1] / frame_shape[1])  # as resample's
+        return frame_evidence(canon, res.points, res.labels, res.probs, factors=factors, material=material,
+                              canon_pixel_size_A=CANONICAL_PIXEL_SIZE_A, class_names=tuple(class_names),
+                              expectations=expectations, temperature=temperature,
+                              pristine_index=pristine if unconfirmed != "relabel" else None,
+                              check_evidence=check)
+
+    return unconfirmed, evidence
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -291,7 +330,8 @@ def run_movie(cfg: DictConfig) -> dict:
     baseline = build_detector(str(baseline_mode), cfg, material) if baseline_mode else None
     t = timer.add("setup", t)
 
-    rows, base_rows = [], []
+    rows, base_rows, col_rows = [], [], []
+    unconfirmed, evidence = _evidence_setup(cfg, material, classes, class_names, pristine, mode)
     period_px = material.a_A / pixel_size_A
     tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
@@ -315,10 +355,19 @@ def run_movie(cfg: DictConfig) -> dict:
                 t = timer.add("resample", t)
                 res = analyze_frame(frame, pixel_size_A=pixel_size_A, detector=detector, classify=classify,
                                     pristine_index=pristine, refine_with_cam=mode == "grid",
-                                    relabel_pristine=bool(cfg.detect.trust_detector) and mode != "grid",
+                                    relabel_pristine=unconfirmed == "relabel" and mode != "grid",
+                                    keep_unconfirmed=evidence is not None and mode != "grid",
                                     merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None,
                                     canon=canon)
-                rows.append(_result_table(k, res, class_names))
+                t = timer.add("analyse", t)
+                ann = None
+                if evidence is not None:
+                    ann, col_table = evidence(canon, res, frame.shape)
+                    if col_table is not None and cfg.outputs.get("columns", False):
+                        col_rows.append(col_table.assign(frame=k))
+                    t = timer.add("evidence", t)
+                table = _result_table(k, res, class_names, ann)
+                rows.append(table[table["class"] != UNKNOWN] if unconfirmed == "drop" else table)
                 for step, sec in res.seconds.items():
                     steps[step] = steps.get(step, 0.0) + sec
                 t = timer.add("analyse", t)
@@ -347,6 +396,10 @@ def run_movie(cfg: DictConfig) -> dict:
     analysed_s = loop_s - timer.seconds.get("baseline", 0.0)
     detections = _frames_to_table(rows)
     _write_csv(out / "detections.csv", detections)
+    if col_rows:
+        _write_csv(out / "columns.csv", pd.concat(col_rows, ignore_index=True))
+    n_unknown = int((detections["class"] == UNKNOWN).sum())
+    detections = detections[detections["class"] != UNKNOWN]  # flagged candidates are not claims
     drift_px = np.array(tracker.drift)
     summary: dict[str, Any] = {
         "stem2d_version": __version__,
@@ -362,6 +415,8 @@ def run_movie(cfg: DictConfig) -> dict:
         "class_names": list(class_names),
         "counts_total": {c: int((detections["class"] == c).sum()) for c in class_names if c != "pristine"},
         "mean_defects_per_frame": len(detections) / n_frames,
+        "unconfirmed_candidates": n_unknown,
+        "unconfirmed": unconfirmed,
         "classifier_bf16": use_bf16,
         "drift_px": drift_px.tolist(),
         "settings": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v

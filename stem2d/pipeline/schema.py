@@ -150,7 +150,9 @@ INFER: tuple[Check, ...] = (
     integer("detect.min_area_px",                           ge=0),
     integer("detect.max_area_px",                           ge=1),
     number("detect.merge_dist_A",                           ge=0),
-    boolean("detect.trust_detector"),
+    choice("detect.unconfirmed",                            "unknown", "drop", "relabel"),
+    boolean("detect.evidence"),
+    boolean("detect.check_evidence"),
     integer("detect.grid_stride_px",                        ge=1),
     number("score.match_dist_A",                            gt=0),
     boolean("outputs.video"),
@@ -158,6 +160,7 @@ INFER: tuple[Check, ...] = (
     boolean("outputs.evolution"),
     boolean("outputs.tensorboard"),
     boolean("outputs.progress"),
+    boolean("outputs.columns"),
 )
 
 

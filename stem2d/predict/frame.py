@@ -49,6 +49,8 @@ class FrameResult:
         The CAMs inserted back into the frame, on the input grid.
     seconds : dict
         Wall time of the steps (``resample``, ``detect``, ``windows``, ``classify``, ``heat``).
+    probs : ndarray, (N, C)
+        Classifier probabilities of every class (for calibration and evidence).
     """
 
     points: np.ndarray
@@ -58,6 +60,7 @@ class FrameResult:
     cams: np.ndarray
     heat: np.ndarray | None
     seconds: dict[str, float] = field(default_factory=dict)
+    probs: np.ndarray | None = None
 
 
 def analyze_frame(
@@ -68,6 +71,7 @@ def analyze_frame(
     classify: TileClassifier,
     pristine_index: int | None = 0,
     relabel_pristine: bool = False,
+    keep_unconfirmed: bool = False,
     refine_with_cam: bool = False,
     merge_dist_A: float = 1.5,
     with_heat: bool = True,
@@ -90,6 +94,9 @@ def analyze_frame(
     relabel_pristine : bool, default False
         Instead of dropping them, give such windows their most probable defect class (when the
         detector is trusted more than the classifier on *whether* a site is a defect).
+    keep_unconfirmed : bool, default False
+        Keep such windows with the label ``pristine_index`` (the caller reports them as
+        unconfirmed candidates) instead of dropping them.
     refine_with_cam : bool, default False
         Move each site to its CAM peak (for the grid mode, whose windows are not centred on
         defects), then merge sites closer than ``merge_dist_A``.
@@ -129,7 +136,9 @@ def analyze_frame(
         defect_probs[:, pristine_index] = -1.0
         labels = np.where(labels == pristine_index, defect_probs.argmax(axis=1), labels)
     scores = probs[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
-    keep = np.ones(len(points), bool) if pristine_index is None else labels != pristine_index
+    keep = np.ones(len(points), bool)
+    if pristine_index is not None and not keep_unconfirmed:
+        keep = labels != pristine_index
     centres = points.copy()  # window centres, where the CAMs belong in the heat map
     if refine_with_cam:
         refined = window_origins(points) + cam_pos
@@ -141,12 +150,13 @@ def analyze_frame(
         keep = np.zeros(len(points), bool)
         keep[idx[order]] = True
         det_scores = scores.copy()
-    points, centres, labels, scores, det_scores, cams = (
-        a[keep] for a in (points, centres, labels, scores, det_scores, cams))
+    points, centres, labels, scores, det_scores, cams, probs = (
+        a[keep] for a in (points, centres, labels, scores, det_scores, cams, probs))
     lap("classify")
     heat = None
     if with_heat:
         heat_canon = insert_cams(canon.shape, centres, cams)
         heat = resize_image(heat_canon, frame.shape, order=1)
         lap("heat")
-    return FrameResult(to_input_coords(points, factors), labels, scores, det_scores, cams, heat, seconds)
+    return FrameResult(to_input_coords(points, factors), labels, scores, det_scores, cams, heat, seconds,
+                       probs)

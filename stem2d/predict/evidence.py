@@ -1,0 +1,249 @@
+"""The evidence behind every detection: which site it sits on, how bright that column is, and
+whether the column's intensity agrees with the class the classifier gave it.
+
+A microscopist checks a call by looking at the column: is it on a metal or a chalcogen site, is it
+dark (a vacancy, a lighter dopant), bright (a heavier substituent, an adatom on a hollow)? This
+module answers with the column quantification of the frame
+(:func:`stem2d.lattice.columns.quantify_columns`):
+
+- :func:`class_expectations`: the intensity each class's kinds should give their site under
+  incoherent Z^1.7 contrast (``V_S`` on an S2 column: 0.5; ``Mo_W``: (42/74)^1.7 = 0.38);
+- :func:`detection_evidence`: for each detection, the nearest site (``sublattice`` metal /
+  chalcogen / hollow, or ``off-lattice`` beyond ``max_dist_A``), its ``intensity_rel`` and
+  robust z-score, and ``agrees``: whether a site of the claimed kind near the detection has an
+  intensity on the defect side of the midpoint between 1 and the kind's expected value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import spatial
+
+from stem2d.classes import ClassSet, parse_kind
+from stem2d.lattice.columns import ColumnQuantification
+from stem2d.materials import Material
+
+__all__ = ["EVIDENCE_COLUMNS", "OFF_LATTICE", "class_expectations", "detection_evidence"]
+
+#: Columns added to every detection row, after the contract columns ``frame,row,col,class,score``.
+EVIDENCE_COLUMNS = ("sublattice", "intensity_rel", "p_class")
+OFF_LATTICE = "off-lattice"
+_SITE = {"M": "metal", "X": "chalcogen"}
+_Z_EXPONENT = 1.7
+
+
+def class_expectations(classes: ClassSet, material: Material) -> dict[str, list[tuple[str, float]]]:
+    """``class -> [(sublattice, expected intensity_rel), ...]`` over the class's defect kinds.
+
+    Expected values follow incoherent Z^1.7 contrast relative to the pristine column: a metal
+    site ``(Z/Z_M)^1.7``; a whole chalcogen column ``Z^1.7 / (2 Z_X^1.7)``; one chalcogen atom
+    replaced ``(Z_X^1.7 + Z^1.7) / (2 Z_X^1.7)``. Kinds that do not fit ``material`` are skipped.
+    """
+    n = _Z_EXPONENT
+    out: dict[str, list[tuple[str, float]]] = {}
+    for name, kinds in classes.kinds:
+        rows = []
+        for k in kinds:
+            try:
+                kind = parse_kind(k, material)
+            except ValueError:
+                continue
+            z = float(kind.occupant_z) ** n
+            if kind.site == "M":
+                rows.append(("metal", z / material.z_metal**n))
+            elif kind.whole_column:
+                rows.append(("chalcogen", z / (2 * material.z_chalcogen**n)))
+            else:
+                rows.append(("chalcogen", (material.z_chalcogen**n + z) / (2 * material.z_chalcogen**n)))
+        if rows:
+            out[name] = rows
+    return out
+
+
+def detection_evidence(
+    points: np.ndarray,
+    class_names: np.ndarray,
+    quant: ColumnQuantification | None,
+    *,
+    expectations: dict[str, list[tuple[str, float]]],
+    max_dist_A: float = 0.6,
+    search_A: float = 1.2,
+) -> pd.DataFrame:
+    """Per-detection evidence from the column table of the same frame.
+
+    Parameters
+    ----------
+    points : ndarray, (N, 2)
+        Detections (row, col) in the pixels of the frame ``quant`` was computed on.
+    class_names : array of str, (N,)
+        Class of each detection (classes without expectations, e.g. ``unknown``, get
+        ``agrees = NaN``).
+    quant : ColumnQuantification or None
+        None (no lattice found): every detection is ``off-lattice`` without intensity.
+    expectations : dict, keyword-only
+        From :func:`class_expectations`.
+    max_dist_A : float, keyword-only, default 0.6
+        A detection farther than this from every site is ``off-lattice``.
+    search_A : float, keyword-only, default 1.2
+        Sites of the claimed kind within this distance are searched for agreement (the detector
+        may sit between a vacancy and its neighbour).
+
+    Returns
+    -------
+    DataFrame with ``sublattice`` (str), ``intensity_rel``, ``column_z``, ``fit_quality``
+    (float, NaN off-lattice) and ``agrees`` (float 1.0 / 0.0, NaN where not applicable).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    n = len(pts)
+    out = pd.DataFrame({"sublattice": np.full(n, OFF_LATTICE, dtype=object),
+                        "intensity_rel": np.full(n, np.nan), "column_z": np.full(n, np.nan),
+                        "fit_quality": np.full(n, np.nan), "agrees": np.full(n, np.nan)})
+    if quant is None or n == 0 or len(quant.table) == 0:
+        return out
+    t = quant.table
+    ps = quant.pixel_size_A
+    xy = t[["row", "col"]].to_numpy()
+    tree = spatial.cKDTree(xy)
+    dist, idx = tree.query(pts)
+    on = dist * ps <= max_dist_A
+    for col in ("sublattice", "intensity_rel"):
+        out.loc[on, col] = t[col].to_numpy()[idx[on]]
+    out.loc[on, "column_z"] = t["z"].to_numpy()[idx[on]]
+    out.loc[on, "fit_quality"] = t["fit_quality"].to_numpy()[idx[on]]
+    sub, rel = t["sublattice"].to_numpy(), t["intensity_rel"].to_numpy()
+    near = tree.query_ball_point(pts, r=search_A / ps)
+    agrees = np.full(n, np.nan)
+    for i, (name, cand) in enumerate(zip(np.asarray(class_names), near)):
+        rows = expectations.get(str(name))
+        if not rows or not cand:
+            continue
+        cand = np.asarray(cand)
+        ok = False
+        for site, expected in rows:
+            r = rel[cand[sub[cand] == site]]
+            r = r[np.isfinite(r)]
+            if len(r) == 0:
+                continue
+            mid = 0.5 * (1.0 + expected)
+            ok |= bool((r < mid).any() if expected < 1 else (r > mid).any())
+        agrees[i] = float(ok)
+    out["agrees"] = agrees
+    return out
+
+
+#: Class names outside the classifier's class set that the evidence step may report.
+UNKNOWN, ADATOM = "unknown", "adatom"
+
+
+def annotate_detections(
+    points: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    quant: ColumnQuantification | None,
+    *,
+    class_names: tuple[str, ...],
+    expectations: dict[str, list[tuple[str, float]]],
+    temperature: float = 1.0,
+    pristine_index: int | None = None,
+    check_evidence: bool = True,
+    adatom_z: float = 5.0,
+) -> pd.DataFrame:
+    """Class, calibrated probability and evidence of each detection of one frame.
+
+    A detection is *unconfirmed* (class ``unknown``) when the classifier calls its window
+    pristine, when it sits on a hollow that is not bright (``column_z < adatom_z``: no atom
+    there, so no host-site defect either), or, with ``check_evidence``, when no site of the
+    claimed kind near it has the intensity that kind gives (:func:`detection_evidence`). A
+    bright hollow (``column_z >= adatom_z``) is reported as ``adatom``.
+
+    Parameters
+    ----------
+    points : ndarray, (N, 2)
+        Detections in the pixels of the frame ``quant`` was computed on.
+    labels : ndarray, int, (N,)
+        Classifier class index per detection.
+    probs : ndarray, (N, C)
+        Classifier probabilities (uncalibrated).
+    quant : ColumnQuantification or None
+    class_names : tuple of str, keyword-only
+    expectations : dict, keyword-only
+        From :func:`class_expectations`.
+    temperature : float, keyword-only, default 1
+        Of :mod:`stem2d.models.temperature`; ``p_class`` is the scaled probability of the
+        reported class (for ``unknown``: of the likeliest defect class; ``adatom``: NaN).
+    pristine_index : int or None, keyword-only
+    check_evidence : bool, keyword-only, default True
+    adatom_z : float, keyword-only, default 5
+
+    Returns
+    -------
+    DataFrame with ``class`` and the columns of :data:`EVIDENCE_COLUMNS` plus ``column_z``,
+    ``fit_quality``, ``agrees``, one row per detection, in order.
+    """
+    from stem2d.models.temperature import apply_temperature
+
+    labels = np.asarray(labels, dtype=np.int64)
+    names = np.asarray(class_names, dtype=object)[labels] if len(labels) else np.zeros(0, object)
+    ev = detection_evidence(points, names, quant, expectations=expectations)
+    p = apply_temperature(probs, temperature) if len(labels) else np.zeros((0, len(class_names)))
+    p_class = p[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
+    defect = p.copy()
+    if pristine_index is not None and len(labels):
+        defect[:, pristine_index] = -1.0
+    unconfirmed = labels == pristine_index if pristine_index is not None else np.zeros(len(labels), bool)
+    hollow = (ev["sublattice"] == "hollow").to_numpy()
+    bright = ev["column_z"].to_numpy() >= adatom_z
+    unconfirmed |= hollow & ~bright
+    if check_evidence:
+        unconfirmed |= (ev["agrees"] == 0.0).to_numpy()
+    names = names.copy()
+    names[unconfirmed] = UNKNOWN
+    if len(labels):
+        p_class = np.where(unconfirmed, defect.max(axis=1), p_class)
+    adatom = hollow & bright
+    names[adatom] = ADATOM
+    p_class = np.where(adatom, np.nan, p_class)
+    ev.insert(0, "class", names)
+    ev.insert(3, "p_class", p_class)
+    return ev
+
+
+def frame_evidence(
+    canon: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    factors: tuple[float, float],
+    material: Material,
+    canon_pixel_size_A: float,
+    class_names: tuple[str, ...],
+    expectations: dict[str, list[tuple[str, float]]],
+    temperature: float = 1.0,
+    pristine_index: int | None = None,
+    check_evidence: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Quantify the columns of a resampled frame and annotate its detections.
+
+    ``points`` are in input-frame pixels, ``factors`` the zoom from input to ``canon``
+    (:func:`stem2d.lattice.scale.resample_factors`). Returns the annotation of
+    :func:`annotate_detections` and the column table with ``row, col`` mapped back to input
+    pixels (None when no lattice was found: then every detection is ``off-lattice``).
+    """
+    from stem2d.lattice.columns import quantify_columns
+    from stem2d.lattice.scale import to_input_coords, to_resampled_coords
+
+    try:
+        quant = quantify_columns(canon, material=material, pixel_size_A=canon_pixel_size_A)
+    except ValueError:
+        quant = None
+    q_points = to_resampled_coords(np.asarray(points, dtype=np.float64).reshape(-1, 2), factors)
+    ann = annotate_detections(q_points, labels, probs, quant, class_names=class_names,
+                              expectations=expectations, temperature=temperature,
+                              pristine_index=pristine_index, check_evidence=check_evidence)
+    columns = None
+    if quant is not None:
+        columns = quant.table.copy()
+        columns[["row", "col"]] = to_input_coords(columns[["row", "col"]].to_numpy(), factors)
+    return ann, columns
