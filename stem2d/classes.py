@@ -9,12 +9,23 @@ Kinds use Kroger-Vink-like names ``<occupant>_<host site>``:
 
 So ``Mo_W`` is Mo on a W site, ``V_S`` one S missing from an S2 column, ``V_S2`` both missing,
 ``W_S2`` a W atom replacing an S2 column, ``W_S`` a W atom replacing one S of a column.
+
+Kinds may also be written for any host (the site-based vocabulary, ``conf/classes/sites.yaml``):
+host sites ``M`` (metal column), ``X`` / ``X2`` (one / both chalcogens of a column), ``H`` (the
+empty hexagon centre: an adatom off the lattice); occupants ``M`` (the host metal), ``Mlight`` /
+``Mheavy`` (the lighter / heavier metal substituting the host: Mo in W hosts, V in Mo hosts; W in
+Mo hosts), ``Xheavy`` / ``Xlight`` (Se on S, Te on Se; S on Se). A generic kind that does not
+exist in a material (``Mheavy_M`` in WS2, ``Xlight_X`` in WS2 or in an S/Se alloy) raises.
+Every kind belongs to one *site class* (:func:`site_class_of`), so old class sets such as the
+five default WS2 names map onto the site vocabulary (:func:`site_map`, :func:`project_probabilities`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from stem2d.materials import ATOMIC_NUMBER, Material
 
@@ -28,6 +39,28 @@ DEFAULT_CLASS_KINDS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_CLASSES: tuple[str, ...] = tuple(DEFAULT_CLASS_KINDS)
 
+#: The site-based vocabulary: classes defined by site and contrast, for every MX2 host
+#: (``conf/classes/sites.yaml`` holds the same mapping).
+SITE_CLASS_KINDS: dict[str, tuple[str, ...]] = {
+    "pristine": (),
+    "metal_vacancy": ("V_M",),
+    "metal_lighter": ("Mlight_M",),
+    "metal_heavier": ("Mheavy_M",),
+    "chalcogen_single_vacancy": ("V_X",),
+    "chalcogen_double_vacancy": ("V_X2",),
+    "chalcogen_heavier": ("Xheavy_X",),
+    "chalcogen_lighter": ("Xlight_X",),
+    "antisite": ("M_X2", "M_X"),
+    "adatom": ("M_H",),
+}
+SITE_CLASSES: tuple[str, ...] = tuple(SITE_CLASS_KINDS)
+#: Chalcogen elements (anything else on a chalcogen site is a metal: an antisite).
+CHALCOGENS = frozenset({8, 16, 34, 52})
+_LIGHTER_METAL = {"W": "Mo", "Mo": "Z23", "Nb": "Z23"}
+_HEAVIER_METAL = {"Mo": "W", "Nb": "W", "V": "Mo"}
+_HEAVIER_CHALCOGEN = {"S": "Se", "Se": "Te"}
+_LIGHTER_CHALCOGEN = {"Se": "S", "Te": "Se"}
+
 
 @dataclass(frozen=True)
 class DefectKind:
@@ -38,7 +71,7 @@ class DefectKind:
     name : str
         The kind as written, e.g. ``"W_S2"``.
     site : str
-        ``"M"`` (metal column) or ``"X"`` (chalcogen X2 column).
+        ``"M"`` (metal column), ``"X"`` (chalcogen X2 column) or ``"H"`` (hollow: an adatom).
     whole_column : bool
         For X sites: True when both chalcogen atoms are replaced (``_S2``), False for one.
     occupant_z : int
@@ -51,12 +84,34 @@ class DefectKind:
     occupant_z: int
 
 
+def _generic_occupant(name: str, occupant: str, material: Material) -> str:
+    """Resolve the generic occupants (M, Mlight, Mheavy, Xheavy, Xlight) for ``material``."""
+    if occupant == "M":
+        return material.metal
+    table = {"Mlight": (_LIGHTER_METAL, material.metal), "Mheavy": (_HEAVIER_METAL, material.metal),
+             "Xheavy": (_HEAVIER_CHALCOGEN, material.chalcogen),
+             "Xlight": (_LIGHTER_CHALCOGEN, material.chalcogen)}
+    if occupant not in table:
+        return occupant
+    lookup, host = table[occupant]
+    if occupant.startswith("X") and material.mixed:
+        raise ValueError(f"defect kind {name!r}: {material.name} mixes two chalcogens, so a "
+                         f"heavier/lighter chalcogen on a chalcogen site is part of the alloy")
+    if host not in lookup:
+        raise ValueError(f"defect kind {name!r}: {material.name} has no {occupant} substitution")
+    return lookup[host]
+
+
 def parse_kind(name: str, material: Material) -> DefectKind:
     """Parse a kind name for a material; raise ``ValueError`` naming the kind when it does not fit."""
     occupant, sep, host = name.partition("_")
     if not sep or not occupant or not host:
         raise ValueError(f"defect kind {name!r}: expected '<occupant>_<host site>', e.g. 'Mo_W'")
-    if host == material.metal:
+    occupant = _generic_occupant(name, occupant, material)
+    host = {"M": material.metal, "X": material.chalcogen, "X2": material.chalcogen + "2"}.get(host, host)
+    if host == "H":
+        site, whole = "H", True
+    elif host == material.metal:
         site, whole = "M", True
     elif host == material.chalcogen:
         site, whole = "X", False
@@ -130,3 +185,111 @@ class ClassSet:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {name: list(kinds) for name, kinds in self.kinds}
+
+    def kinds_in(self, material: Material) -> dict[str, tuple[str, ...]]:
+        """The kinds of every class that exist in ``material`` (a class may keep none)."""
+        out = {}
+        for name, kinds in self.kinds:
+            ok = []
+            for kind in kinds:
+                try:
+                    parse_kind(kind, material)
+                except ValueError:
+                    continue
+                ok.append(kind)
+            out[name] = tuple(ok)
+        return out
+
+
+def site_class_of(kind: DefectKind | None, material: Material) -> str:
+    """The site class (one of :data:`SITE_CLASSES`) of a parsed kind; None is pristine."""
+    if kind is None:
+        return "pristine"
+    z = kind.occupant_z
+    if kind.site == "H":
+        return "adatom"
+    if kind.site == "M":
+        if z == 0:
+            return "metal_vacancy"
+        if z == material.z_metal:
+            raise ValueError(f"defect kind {kind.name!r} puts the host metal on its own site")
+        return "metal_lighter" if z < material.z_metal else "metal_heavier"
+    if z == 0:
+        return "chalcogen_double_vacancy" if kind.whole_column else "chalcogen_single_vacancy"
+    if z not in CHALCOGENS:
+        return "antisite"
+    if z == material.z_chalcogen:
+        raise ValueError(f"defect kind {kind.name!r} puts the host chalcogen on its own site")
+    return "chalcogen_heavier" if z > material.z_chalcogen else "chalcogen_lighter"
+
+
+def site_map(classes: ClassSet, material: Material) -> dict[str, tuple[str, ...]]:
+    """Which site classes each class of ``classes`` covers in ``material``.
+
+    >>> from stem2d.materials import get_material
+    >>> site_map(ClassSet.from_mapping(None), get_material("WS2"))["s_vacancy"]
+    ('chalcogen_single_vacancy', 'chalcogen_double_vacancy')
+    """
+    out = {}
+    for name, kinds in classes.kinds:
+        sites = [site_class_of(parse_kind(k, material), material) for k in kinds] or ["pristine"]
+        out[name] = tuple(dict.fromkeys(sites))
+    return out
+
+
+def site_label(name: str, material: Material) -> str:
+    """A site class named for a material, e.g. ``metal_lighter`` in WS2 -> ``"Mo_W"``; the class
+    name itself where the material has no such kind."""
+    kinds = ClassSet.from_mapping(SITE_CLASS_KINDS).kinds_in(material).get(name, ())
+    if name == "pristine" or not kinds:
+        return name
+    labels = []
+    for kind in kinds:
+        parsed = parse_kind(kind, material)
+        occupant = "V" if parsed.occupant_z == 0 else next(
+            (el for el, z in ATOMIC_NUMBER.items() if z == parsed.occupant_z and el != "V"),
+            f"Z{parsed.occupant_z}")
+        host = {"M": material.metal, "H": "hollow"}.get(parsed.site) or (
+            material.chalcogen + ("2" if parsed.whole_column else ""))
+        labels.append(f"{occupant}_{host}")
+    return "/".join(labels)
+
+
+def project_probabilities(
+    probs: np.ndarray, site_names: Sequence[str], classes: ClassSet, material: Material
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map probabilities over site classes onto another class set (e.g. the default WS2 names).
+
+    Each class of ``classes`` gets the summed probability of the site classes it covers
+    (:func:`site_map`; a site class covered by k classes gives each 1/k); site classes no class
+    covers keep their own name and are appended, so nothing is silently dropped.
+
+    Parameters
+    ----------
+    probs : ndarray, float, (N, len(site_names))
+    site_names : sequence of str
+        The model's class names (site classes).
+    classes : ClassSet
+    material : Material
+
+    Returns
+    -------
+    probs : ndarray, float, (N, K); names : tuple of str, length K.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    index = {n: i for i, n in enumerate(site_names)}
+    mapping = site_map(classes, material)
+    share = {s: sum(s in v for v in mapping.values()) for s in site_names}
+    cols, names = [], []
+    for name, sites in mapping.items():
+        col = np.zeros(len(probs))
+        for s in sites:
+            if s in index:
+                col += probs[:, index[s]] / share[s]
+        cols.append(col)
+        names.append(name)
+    for s in site_names:
+        if share[s] == 0:
+            cols.append(probs[:, index[s]])
+            names.append(s)
+    return np.stack(cols, axis=1), tuple(names)
