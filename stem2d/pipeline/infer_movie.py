@@ -424,7 +424,8 @@ def run_movie(cfg: DictConfig) -> dict:
         **inp.extra,
     }
     t = time.perf_counter()
-    _counts_plot(out / "counts.png", detections, n_frames, first.shape, pixel_size_A, class_names)
+    _counts_plot(out / "counts.png", detections, n_frames, first.shape, pixel_size_A, class_names,
+                 cfg.get("dose_per_frame"))
     if inp.truth is not None:
         summary["metrics"] = _score(out, inp.truth, detections, _frames_to_table(base_rows), pixel_size_A,
                                     class_names, str(baseline_mode) if baseline_mode else None, cfg)
@@ -487,13 +488,13 @@ def _evolution(out: Path, detections: pd.DataFrame, pixel_size_A: float, frame_s
 
 
 def _counts_plot(path: Path, detections: pd.DataFrame, n_frames: int, frame_shape, pixel_size_A: float,
-                 class_names) -> None:
-    """Defect counts per class vs frame as a PNG."""
+                 class_names, dose_per_frame=None) -> None:
+    """Defect counts per class vs frame (and vs dose when known) as a PNG."""
     from stem2d.evolution.analysis import counts_per_frame, frame_area_nm2
     from stem2d.evolution.plots import plot_counts, save_figure
 
     classes = [c for c in class_names if c != "pristine"]
-    counts = counts_per_frame(detections, n_frames=n_frames, classes=classes,
+    counts = counts_per_frame(detections, n_frames=n_frames, classes=classes, dose_per_frame=dose_per_frame,
                               frame_area_nm2=frame_area_nm2(frame_shape, pixel_size_A))
     save_figure(plot_counts(counts, classes=classes), path)
 

@@ -95,3 +95,51 @@ class OverlayMovieWriter:
             self.close()
         else:
             self.abort()
+
+
+class HeatStackWriter:
+    """The CAM heat map of every frame, as ``cam_heat.npy`` (uint8, 255 = heat 1), for viewers
+    (the napari reader's hidden ``CAM heat`` layer).
+
+    Frames are binned ``bin_px`` x ``bin_px`` (block mean): the CAMs come from 0.3 A/px windows,
+    so binning a finer frame to about that sampling loses nothing and keeps the file small
+    (0.07 MB per 512 x 512 frame at bin 2). Written to a ``.partial`` file renamed by
+    :meth:`close`, like :class:`OverlayMovieWriter`.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder of the run.
+    n_frames : int
+        Frames that will be appended.
+    frame_shape : (int, int)
+        Frame size in px.
+    bin_px : int, default 1
+        Binning factor (``round(0.3 A / pixel size)`` is a good choice).
+    """
+
+    def __init__(self, out_dir, *, n_frames: int, frame_shape: tuple[int, int], bin_px: int = 1):
+        out_dir = Path(out_dir)
+        self.final, self.partial = out_dir / "cam_heat.npy", out_dir / ".cam_heat.partial.npy"
+        self.bin_px = max(1, int(bin_px))
+        h, w = (int(v) // self.bin_px for v in frame_shape)
+        self._stack = np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.uint8, shape=(int(n_frames), h, w))
+        self.n_frames = 0
+
+    def append(self, heat: np.ndarray) -> None:
+        """Add one (H, W) heat map with values in [0, 1]."""
+        b = self.bin_px
+        _, h, w = self._stack.shape
+        block = np.asarray(heat, dtype=np.float32)[: h * b, : w * b].reshape(h, b, w, b).mean(axis=(1, 3))
+        self._stack[self.n_frames] = np.clip(block * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        self.n_frames += 1
+
+    def close(self) -> Path:
+        self._stack.flush()
+        del self._stack
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        self._stack = None
+        self.partial.unlink(missing_ok=True)
