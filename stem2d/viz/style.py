@@ -6,8 +6,9 @@ any class set: the style follows the name, never the index of the class in its s
 
 Colours are Okabe & Ito's colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design"),
 without its black (invisible on a dark HAADF background); markers add a second cue (metal-site
-defects are circles, chalcogen-site ones squares, antisites diamonds, adatoms and substitutions
-of chalcogens triangles), so two classes that share a colour never share a marker. Names that
+defects are circles, chalcogen vacancies squares, chalcogen substitutions triangles, antisites
+diamonds, adatoms stars), so two classes of a set that share a colour (the nine-class site
+vocabulary has more classes than the palette has colours) never share a marker. Names that
 the table does not know get a deterministic fallback from a hash of the name (Paul Tol's muted
 palette, any marker); :func:`class_styles` keeps the fallbacks of one class set distinct.
 
@@ -53,39 +54,34 @@ _C = OKABE_ITO
 KNOWN: dict[str, tuple[tuple[int, int, int], str]] = {
     # not drawn in the overlay; grey in plots
     "pristine": ((153, 153, 153), "circle"),
-    "unknown": ((221, 221, 221), "cross"),
-    # metal site: circles
-    "mo_dopant": (_C["orange"], "circle"),
+    "unknown": ((221, 221, 221), "cross"),       # a candidate site the classifier did not confirm
+    # the site vocabulary (conf/classes/sites.yaml); metal site: circles
+    "metal_vacancy": (_C["sky_blue"], "circle"),
+    "metal_lighter": (_C["orange"], "circle"),
+    "metal_heavier": (_C["yellow"], "circle"),
+    # chalcogen site: squares (vacancies), triangles (substitutions)
+    "chalcogen_single_vacancy": (_C["green"], "square"),
+    "chalcogen_double_vacancy": (_C["yellow"], "square"),
+    "chalcogen_heavier": (_C["blue"], "triangle"),
+    "chalcogen_lighter": (_C["sky_blue"], "triangle"),
+    # a metal atom on a chalcogen site: diamonds; off the lattice: star
+    "antisite": (_C["vermillion"], "diamond"),
+    "adatom": (_C["purple"], "star"),
+    # the material-specific sets, styled as their site class where the name has one meaning
+    "mo_dopant": (_C["orange"], "circle"),       # Mo on a W site: a lighter metal
     "mo_w": (_C["orange"], "circle"),
+    "v_dopant": (_C["orange"], "circle"),        # V on a Mo site: a lighter metal
     "w_vacancy": (_C["sky_blue"], "circle"),
     "mo_vacancy": (_C["sky_blue"], "circle"),
     "v_w": (_C["sky_blue"], "circle"),
-    "metal_vacancy": (_C["sky_blue"], "circle"),
-    "v_dopant": (_C["yellow"], "circle"),
-    "lighter_metal": (_C["orange"], "circle"),
-    "metal_lighter": (_C["orange"], "circle"),
-    "heavier_metal": (_C["yellow"], "circle"),
-    "metal_heavier": (_C["yellow"], "circle"),
-    # chalcogen site: squares (vacancies), triangles (substitutions)
     "s_vacancy": (_C["green"], "square"),
-    "chalcogen_vacancy": (_C["green"], "square"),
-    "single_chalcogen_vacancy": (_C["green"], "square"),
-    "v_s": (_C["green"], "square"),
     "v_s2": (_C["yellow"], "square"),
-    "double_chalcogen_vacancy": (_C["yellow"], "square"),
-    "chalcogen_divacancy": (_C["yellow"], "square"),
-    "heavier_chalcogen": (_C["blue"], "triangle"),
-    "chalcogen_heavier": (_C["blue"], "triangle"),
-    "lighter_chalcogen": (_C["sky_blue"], "triangle"),
-    "chalcogen_lighter": (_C["sky_blue"], "triangle"),
     "s_w": (_C["blue"], "triangle"),
-    # a metal atom on a chalcogen site: diamonds
-    "w_dopant": (_C["purple"], "diamond"),
+    "mo_antisite": (_C["vermillion"], "diamond"),
     "w_s": (_C["vermillion"], "diamond"),
     "w_s2": (_C["purple"], "diamond"),
-    "mo_antisite": (_C["vermillion"], "diamond"),
-    "antisite": (_C["vermillion"], "diamond"),
-    "adatom": (_C["purple"], "star"),
+    # W on an S2 column in the WS2 set but W on a Mo site in the MoS2 set: a style of its own
+    "w_dopant": (_C["purple"], "diamond"),
 }
 #: Outline colours of region masks in the overlay (and their napari / report legends).
 REGION_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -196,6 +192,8 @@ def describe_kind(kind: str) -> str:
     occupant, sep, host = str(kind).partition("_")
     if not sep or not occupant or not host:
         return str(kind)
+    if str(kind) in _GENERIC:  # the site vocabulary (conf/classes/sites.yaml)
+        return _GENERIC[str(kind)]
     if occupant.startswith("Z") and occupant[1:].isdigit():
         symbols = {z: s for s, z in ATOMIC_NUMBER.items() if s != "V"}
         z = int(occupant[1:])
@@ -216,6 +214,13 @@ def describe_kind(kind: str) -> str:
 
 
 _CHALCOGENS = ("S", "Se", "Te")
+_GENERIC = {
+    "V_M": "metal missing", "Mlight_M": "lighter metal on a metal site", "Mheavy_M": "heavier metal on a metal site",
+    "V_X": "one chalcogen of a column missing", "V_X2": "both chalcogens of a column missing",
+    "Xheavy_X": "heavier chalcogen replacing one", "Xlight_X": "lighter chalcogen replacing one",
+    "M_X2": "metal replacing a chalcogen column", "M_X": "metal replacing one chalcogen",
+    "M_H": "metal atom on a hollow site",
+}
 
 
 def _article(word: str) -> str:
