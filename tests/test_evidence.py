@@ -107,3 +107,20 @@ def test_no_lattice_means_off_lattice():
     ev = detection_evidence(np.zeros((2, 2)), np.array(["s_vacancy"] * 2), None,
                             expectations=class_expectations(CLASSES, WS2))
     assert list(ev["sublattice"]) == [OFF_LATTICE] * 2 and ev["agrees"].isna().all()
+
+
+def test_outlying_columns_are_candidates(scene):
+    from stem2d.predict.column_candidates import ColumnCache, column_candidates, with_column_candidates
+
+    pts, scores = column_candidates(scene["q"])
+    want = np.array([scene["vac"], scene["mo"], scene["hollow"]])
+    d = np.hypot(*(pts[:, None] - want[None]).transpose(2, 0, 1))
+    assert (d.min(axis=0) < 2).all()  # all three found
+    assert len(pts) <= 4 and (scores > 0).all() and (scores <= 1).all()
+    cache = ColumnCache(material=WS2, pixel_size_A=PS)
+    frame = np.zeros(SHAPE, np.float32)
+    assert cache(frame) is None  # no lattice: no evidence, no crash
+    cache._frame, cache._value = frame, scene["q"]  # as if quantified
+    det = with_column_candidates(lambda f: (want[:1], np.ones(1)), cache, merge_dist_px=5.0)
+    p, s = det(frame)
+    assert len(p) == len(pts) and np.allclose(p[0], want[0])  # the detector's own point first, no duplicate

@@ -73,7 +73,8 @@ def score_frame(pred: pd.DataFrame, labels: pd.DataFrame, *, max_dist_px: float,
     Parameters
     ----------
     pred : DataFrame
-        Detections with ``row, col, class`` (frame pixels).
+        Detections with ``row, col, class`` (frame pixels); ``unknown`` rows (candidates the
+        pipeline flags as unconfirmed, ``detect.unconfirmed=unknown``) are not claims and not scored.
     labels : DataFrame
         :func:`read_labels` output. Truth = certain rows whose class is not ``pristine``.
     max_dist_px : float
@@ -104,6 +105,7 @@ def score_frame(pred: pd.DataFrame, labels: pd.DataFrame, *, max_dist_px: float,
     >>> s["detection"]["tp"], s["detection"]["n_pred"], s["n_ignored"]
     (1, 2, 1)
     """
+    pred = pred[pred["class"] != "unknown"]
     truth = labels[labels["certain"] & (labels["class"] != "pristine")]
     dc = labels[~labels["certain"]]
     p_xy = pred[["row", "col"]].to_numpy(dtype=float).reshape(-1, 2)

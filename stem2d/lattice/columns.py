@@ -228,16 +228,15 @@ def quantify_columns(
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
     lattice_pos = pos.copy()
     smooth = ndimage.gaussian_filter(img, 0.15 * material.mx_distance_A / pixel_size_A)
-    # background: mean level of each hollow's disk, then per site the mean of its nearest hollows
+    # background: mean level of each hollow's disk; per column the median of its 3 nearest hollows,
+    # per hollow that of its 6 nearest other hollows (a median: an adatom on one does not count)
     hollow = sub == 2
     bg_level = _disk_means(img, pos[hollow], r_int)
-    tree_h = spatial.cKDTree(pos[hollow])
-    _, near = tree_h.query(pos, k=min(4, int(hollow.sum())))
+    _, near = spatial.cKDTree(pos[hollow]).query(pos, k=min(7, int(hollow.sum())))
     near = near.reshape(len(pos), -1)
-    bg = np.where(hollow[:, None], np.nan, bg_level[near[:, :3]])
-    if near.shape[1] > 3:  # a hollow's own disk is not its background: use its next-nearest ones
-        bg[hollow] = bg_level[near[hollow, 1:]]
-    bg = np.nanmean(bg, axis=1)
+    bg = np.median(bg_level[near[:, :3]], axis=1)
+    if near.shape[1] > 1:
+        bg[hollow] = np.median(bg_level[near[hollow, 1:]], axis=1)
     # refine only columns that are there (a vacancy's centre of mass runs to its neighbours)
     first = _disk_sums(img, pos, r_int) - bg * np.pi * r_int**2
     columns = ~hollow

@@ -28,6 +28,7 @@ from stem2d.materials import get_material
 from stem2d.output.files import atomic_path
 from stem2d.output.plain import rounded, to_plain
 from stem2d.pipeline.utils import output_dir
+from stem2d.predict.column_candidates import ColumnCache, with_column_candidates
 from stem2d.predict.evidence import UNKNOWN
 from stem2d.predict.frame import analyze_frame
 from stem2d.predict.overlay import OverlayRenderer
@@ -225,7 +226,7 @@ def _load_unet(path: str | None):
     return fuse_batchnorm(model.net.eval())
 
 
-def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, pristine, mode: str):
+def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, pristine, mode: str, columns):
     """``detect.unconfirmed`` and the per-frame evidence step (None when ``detect.evidence`` is
     off): ``fn(canon, result, frame_shape) -> (annotation, columns)``."""
     from stem2d.models.loading import bundled_classifier_path
@@ -245,8 +246,8 @@ def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, p
 
     def evidence(canon: np.ndarray, res, frame_shape):
         factors = (canon.shape[0] / frame_shape[0], canon.shape[1] / frame_shape[1])  # as resample's
-        return frame_evidence(canon, res.points, res.labels, res.probs, factors=factors, material=material,
-                              canon_pixel_size_A=CANONICAL_PIXEL_SIZE_A, class_names=tuple(class_names),
+        return frame_evidence(canon, res.points, res.labels, res.probs, columns=columns, factors=factors,
+                              class_names=tuple(class_names),
                               expectations=expectations, temperature=temperature,
                               pristine_index=pristine if unconfirmed != "relabel" else None,
                               check_evidence=check)
@@ -324,6 +325,10 @@ def run_movie(cfg: DictConfig) -> dict:
     pristine = class_names.index("pristine") if "pristine" in class_names else None
     unet = _load_unet(cfg.get("unet_ckpt_path")) if mode == "unet" else None
     detector = build_detector(mode, cfg, material, unet)
+    columns = ColumnCache(material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A)  # one quantification per frame
+    if cfg.detect.get("column_candidates", False) and mode != "grid":
+        detector = with_column_candidates(detector, columns, merge_dist_px=float(cfg.detect.merge_dist_A) / CANONICAL_PIXEL_SIZE_A,
+                                          z_threshold=float(cfg.detect.column_z))
     use_bf16 = _use_bf16(cfg.get("bf16", False), model.device.type)
     classify = _classifier_fn(model, int(cfg.batch_size), use_bf16)
     baseline_mode = cfg.get("baseline") if inp.truth is not None else None
@@ -331,7 +336,7 @@ def run_movie(cfg: DictConfig) -> dict:
     t = timer.add("setup", t)
 
     rows, base_rows, col_rows = [], [], []
-    unconfirmed, evidence = _evidence_setup(cfg, material, classes, class_names, pristine, mode)
+    unconfirmed, evidence = _evidence_setup(cfg, material, classes, class_names, pristine, mode, columns)
     period_px = material.a_A / pixel_size_A
     tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None

@@ -153,6 +153,8 @@ INFER: tuple[Check, ...] = (
     choice("detect.unconfirmed",                            "unknown", "drop", "relabel"),
     boolean("detect.evidence"),
     boolean("detect.check_evidence"),
+    boolean("detect.column_candidates"),
+    number("detect.column_z",                               gt=0),
     integer("detect.grid_stride_px",                        ge=1),
     number("score.match_dist_A",                            gt=0),
     boolean("outputs.video"),

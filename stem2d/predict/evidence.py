@@ -16,6 +16,8 @@ module answers with the column quantification of the frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy import spatial
@@ -215,35 +217,31 @@ def frame_evidence(
     labels: np.ndarray,
     probs: np.ndarray,
     *,
+    columns: Callable[[np.ndarray], ColumnQuantification | None],
     factors: tuple[float, float],
-    material: Material,
-    canon_pixel_size_A: float,
     class_names: tuple[str, ...],
     expectations: dict[str, list[tuple[str, float]]],
     temperature: float = 1.0,
     pristine_index: int | None = None,
     check_evidence: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Quantify the columns of a resampled frame and annotate its detections.
+    """Annotate the detections of a frame with the column quantification of its resampled copy.
 
+    ``columns`` quantifies ``canon`` (a :class:`~stem2d.predict.column_candidates.ColumnCache`);
     ``points`` are in input-frame pixels, ``factors`` the zoom from input to ``canon``
     (:func:`stem2d.lattice.scale.resample_factors`). Returns the annotation of
     :func:`annotate_detections` and the column table with ``row, col`` mapped back to input
     pixels (None when no lattice was found: then every detection is ``off-lattice``).
     """
-    from stem2d.lattice.columns import quantify_columns
     from stem2d.lattice.scale import to_input_coords, to_resampled_coords
 
-    try:
-        quant = quantify_columns(canon, material=material, pixel_size_A=canon_pixel_size_A)
-    except ValueError:
-        quant = None
+    quant = columns(canon)
     q_points = to_resampled_coords(np.asarray(points, dtype=np.float64).reshape(-1, 2), factors)
     ann = annotate_detections(q_points, labels, probs, quant, class_names=class_names,
                               expectations=expectations, temperature=temperature,
                               pristine_index=pristine_index, check_evidence=check_evidence)
-    columns = None
+    table = None
     if quant is not None:
-        columns = quant.table.copy()
-        columns[["row", "col"]] = to_input_coords(columns[["row", "col"]].to_numpy(), factors)
-    return ann, columns
+        table = quant.table.copy()
+        table[["row", "col"]] = to_input_coords(table[["row", "col"]].to_numpy(), factors)
+    return ann, table
