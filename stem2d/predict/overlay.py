@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stem2d.viz import draw as vdraw
-from stem2d.viz.style import REGION_COLOURS, class_styles, drawn_classes
+from stem2d.viz.style import REGION_COLOURS, class_style, class_styles, drawn_classes
 
 #: Caption of the CAM colour bar in the footer.
 CAM_CAPTION = "CAM: where the classifier saw the class"
@@ -99,13 +99,22 @@ class OverlayRenderer:
         Heat below this is not drawn (like the original study's CAM threshold).
     heat_alpha : float, default 0.4
         Opacity of the heat colour at heat 1 (it rises linearly from 0 at ``heat_floor``).
+    extra_classes : sequence of str, default ("unknown",)
+        Classes beyond the classifier's that points may carry (``unknown``: a candidate the
+        classifier did not confirm; ``adatom`` from the evidence step), given a legend entry.
+    region_names : sequence of str, default ()
+        Region masks that frames may carry (``hole``, ``contamination``), given a legend entry.
+        The footer's layout is fixed here, so every frame of a movie has the same size.
     """
 
     def __init__(self, class_names: Sequence[str], *, pixel_size_A: float | None = None,
                  n_frames: int | None = None, frame_time_s: float | None = None,
-                 dose_per_frame: float | None = None, heat_floor: float = 0.3, heat_alpha: float = 0.4):
+                 dose_per_frame: float | None = None, heat_floor: float = 0.3, heat_alpha: float = 0.4,
+                 extra_classes: Sequence[str] = ("unknown",), region_names: Sequence[str] = ()):
         self.class_names = [str(c) for c in class_names]
-        self.styles = class_styles(drawn_classes(self.class_names))
+        legend = drawn_classes(self.class_names) + [str(c) for c in extra_classes if str(c) not in self.class_names]
+        self.styles = class_styles(legend)
+        self.region_names = tuple(str(r) for r in region_names)
         self.pixel_size_A = float(pixel_size_A) if pixel_size_A else None
         self.n_frames, self.frame_time_s, self.dose_per_frame = n_frames, frame_time_s, dose_per_frame
         self.heat_floor, self.heat_alpha = float(heat_floor), float(heat_alpha)
@@ -125,7 +134,7 @@ class OverlayRenderer:
         level = np.clip((np.asarray(heat, dtype=np.float32) - np.float32(self.heat_floor)) * scale + 1.0, 0, 255)
         return self._table.take((level.astype(np.uint16) << 8) | gray, axis=0)
 
-    def render(self, frame: np.ndarray, heat: np.ndarray | None, points: np.ndarray, labels: Sequence[int], *,
+    def render(self, frame: np.ndarray, heat: np.ndarray | None, points: np.ndarray, labels: Sequence, *,
                index: int = 0, regions: Mapping[str, np.ndarray] | None = None,
                tails: Sequence[np.ndarray] = ()) -> np.ndarray:
         """One annotated frame.
@@ -138,12 +147,15 @@ class OverlayRenderer:
             CAM heat map on the frame's grid (:func:`insert_cams`).
         points : ndarray (N, 2)
             Defect positions (row, col) in frame pixels.
-        labels : sequence of int
-            Class index of each point (into ``class_names``).
+        labels : sequence of int or str
+            Class of each point: an index into ``class_names`` or a class name (e.g. the
+            ``class`` column of detections.csv, where the evidence step may have made a call
+            ``unknown``). ``pristine`` is not drawn.
         index : int
             Frame number.
         regions : mapping of str to bool ndarray (H, W), optional
-            Region masks (e.g. ``hole``, ``contamination``), drawn as outlines.
+            Region masks (e.g. ``hole``, ``contamination``), drawn as outlines (in the legend
+            when named in ``region_names``).
         tails : sequence of ndarray (K, 2)
             Recent track positions, drawn as thin polylines.
 
@@ -162,12 +174,13 @@ class OverlayRenderer:
                 draw.line([(float(c), float(r)) for r, c in tail], fill=(255, 255, 255), width=1)
         counts: dict[str, int] = {}
         for (r, c), lab in zip(np.asarray(points, dtype=float).reshape(-1, 2), labels, strict=False):
-            style = self.styles.get(self.class_names[int(lab)])
-            if style is None:  # pristine
+            name = lab if isinstance(lab, str) else self.class_names[int(lab)]
+            if name == "pristine":
                 continue
+            style = self.styles.get(name) or class_style(name)
             counts[style.name] = counts.get(style.name, 0) + 1
             vdraw.draw_marker(draw, (c, r), style, self.marker_radius_px)
-        layout = vdraw.footer(rgb.shape[1], tuple(self.styles.values()), tuple(sorted(regions or ())),
+        layout = vdraw.footer(rgb.shape[1], tuple(self.styles.values()), self.region_names,
                               self.pixel_size_A, self.heat_floor, CAM_CAPTION)
         text = vdraw.frame_text(index, n_frames=self.n_frames, frame_time_s=self.frame_time_s,
                                 dose_per_frame=self.dose_per_frame)
@@ -188,5 +201,5 @@ def render_overlay(
 ) -> np.ndarray:
     """One annotated frame with a one-off :class:`OverlayRenderer` (see its ``render``); a movie
     should keep one renderer."""
-    return OverlayRenderer(class_names, pixel_size_A=pixel_size_A).render(
+    return OverlayRenderer(class_names, pixel_size_A=pixel_size_A, region_names=tuple(regions or ())).render(
         frame, heat, points, labels, index=index, regions=regions, tails=tails)

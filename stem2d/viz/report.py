@@ -89,10 +89,10 @@ def _cell(value) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(header: Sequence[str] | None, rows: Sequence[Sequence]) -> str:
+    head = "" if header is None else "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
     body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def _legend(summary: Mapping) -> str:
@@ -178,7 +178,7 @@ def build_report(run_dir: str | os.PathLike, summary: Mapping, *, metrics: Mappi
     px = s.get("pixel_size_A")
     shape = s.get("frame_shape") or [0, 0]
     fov = f"{shape[1] * px / 10:.1f} × {shape[0] * px / 10:.1f} nm" if px else "?"
-    head = _table(["", ""], [
+    head = _table(None, [
         ["movie", esc(str(s.get("source", "")))],
         ["frames", f"{s.get('n_frames')} of {shape[0]} × {shape[1]} px ({fov})"],
         ["pixel size", f"{_fmt(px, 4)} Å (lattice {_fmt(s.get('pixel_size_measured_A'), 4)}, "

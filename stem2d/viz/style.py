@@ -228,5 +228,22 @@ def _article(word: str) -> str:
 
 
 def describe_class(kinds: Sequence[str]) -> str:
-    """The kinds of one class in words, joined by ' or ' ('' for pristine)."""
+    """The kinds of one class in words, joined by ' or ' ('' for pristine); one chalcogen and
+    the whole column of the same occupant read as one phrase.
+
+    >>> describe_class(["V_S", "V_S2"])
+    'one or both S of a column missing'
+    >>> describe_class(["W_S2", "W_S"])
+    'W replacing one S or a whole S2 column'
+    """
+    kinds = [str(k) for k in kinds]
+    pairs = {tuple(k.partition("_")[::2]) for k in kinds}
+    if len(kinds) == 2 and len({o for o, _ in pairs}) == 1:
+        occupant = next(iter(pairs))[0]
+        hosts = sorted(h for _, h in pairs)
+        if len(hosts) == 2 and hosts[1] == hosts[0] + "2" and hosts[0] in _CHALCOGENS:
+            x = hosts[0]
+            if occupant == "V":
+                return f"one or both {x} of a column missing"
+            return f"{describe_kind(occupant + '_' + x)} or a whole {x}2 column"
     return " or ".join(describe_kind(k) for k in kinds)
