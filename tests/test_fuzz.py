@@ -10,24 +10,39 @@ large runs are in the slow suite.
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import math
+import pickle
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
+import tifffile
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from stem2d.io.readers import read_movie
+from stem2d.io.tables import read_detections
+from stem2d.lattice.sampling import check_pixel_size, plan_resample
 from stem2d.models.divergence import DivergenceGuard, TrainingDiverged
+from stem2d.models.loading import bundled_classifier_path, load_classifier
+from stem2d.output.rundir import CLAIM_FILE, claim_run_dir
 from stem2d.pipeline.schema import INFER, TRAIN, Check, check_value, validate
+from stem2d.pipeline.tiles import run_tiles
+from stem2d.pipeline.train import check_checkpoint
 from stem2d.pipeline.utils import compose_job
 from stem2d.sweeper.loop import outcome_from_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+_GROUPS = {p.name for p in CONF.iterdir() if p.is_dir()}
 
 # ------------------------------------------------------------------------------ the case table
 # id                          runner        input                                     message must contain
@@ -69,6 +84,43 @@ CASES = [
     ("infer-dose-neg",         "infer_cfg",  ["dose_per_frame=-5"],                    r"dose_per_frame=-5.*> 0"),
     ("infer-match-0",          "infer_cfg",  ["score.match_dist_A=0"],                 r"score\.match_dist_A=0"),
     ("infer-video-text",       "infer_cfg",  ["outputs.video=yes please"],             r"outputs\.video='yes please'.*true or false"),
+    # movie readers (stem2d.io): the input names a file made by MAKERS below
+    ("tif-truncated-imagej",   "read",       "truncated_imagej_tif",                   r"truncated_imagej_tif\.tif.*header says 20 frames.*data for 1"),
+    ("tif-truncated-imagej-lazy", "read_lazy", "truncated_imagej_tif",                 r"header says 20 frames.*data for 1"),
+    ("tif-truncated-plain",    "read",       "truncated_plain_tif",                    r"truncated_plain_tif\.tif: truncated file.*20 frame"),
+    ("tif-truncated-plain-lazy", "read_lazy", "truncated_plain_tif",                   r"truncated file.*20 frame"),
+    ("npy-truncated",          "read",       "truncated_npy",                          r"truncated_npy\.npy: truncated file.*\(20, 96, 96\)"),
+    ("npy-truncated-lazy",     "read_lazy",  "truncated_npy",                          r"truncated_npy\.npy: truncated file"),
+    ("npy-pickle",             "read",       "pickle_npy",                             r"pickle_npy\.npy"),
+    ("npy-empty-file",         "read",       "empty_npy",                              r"empty_npy\.npy"),
+    ("txt-as-movie",           "read",       "text_tif",                               r"text_tif\.tif: could not read"),
+    # tables (stem2d.io.tables, as python -m stem2d.evolution and the truth reader use them)
+    ("detections-empty",       "detections", "",                                       r"detections\.csv: the detections table is empty"),
+    ("detections-binary",      "detections", "\x93\xaf\x00\x01garbage\xff",             r"detections\.csv: not a CSV"),
+    ("detections-no-columns",  "detections", "a,b\n1,2\n",                            r"lacks column.*'frame'"),
+    ("detections-bad-frame",   "detections", "frame,row,col,class,score\n-1,2,3,s_vacancy,0.5\n", r"'frame'.*line 2 has '-1'"),
+    ("detections-nan-row",     "detections", "frame,row,col,class,score\n0,nan,3,s_vacancy,0.5\n", r"'row'.*finite.*line 2 has 'nan'"),
+    ("detections-bad-score",   "detections", "frame,row,col,class,score\n0,2,3,s_vacancy,1.5\n", r"'score'.*\[0, 1\].*'1\.5'"),
+    ("detections-no-class",    "detections", "frame,row,col,class,score\n0,2,3,,0.5\n", r"'class' is empty in line 2"),
+    # tiles= (stem2d.pipeline.tiles.run_tiles)
+    ("tiles-npz",              "tiles",      "tiles_npz",                              r"tiles_npz\.npz' is an \.npz archive.*\['tiles'\]"),
+    ("tiles-empty",            "tiles",      "tiles_empty",                            r"tiles_empty\.npy.*empty"),
+    ("tiles-all-zero",         "tiles",      "tiles_zero",                             r"tiles_zero\.npy.*all 3 tiles are constant"),
+    ("tiles-pickle",           "tiles",      "pickle_npy",                             r"pickle_npy\.npy' is not a plain \.npy"),
+    # checkpoints given to train.py as ckpt_path (resume)
+    ("resume-pickle",          "resume",     "pickle_payload",                         r"ckpt_path=.*pickle_payload\.pkl.*weights_only=True"),
+    ("resume-text",            "resume",     "text_ckpt",                              r"ckpt_path=.*text_ckpt\.ckpt.*weights_only=True"),
+    ("resume-slim-export",     "resume",     "bundled_classifier",                     r"ckpt_path=.*cam_cnn_ws2\.ckpt.*weights only.*train=false"),
+    ("resume-missing",         "resume",     "missing_ckpt",                           r"ckpt_path=.*nothing\.ckpt.*no such file"),
+    # run folders (stem2d.output.rundir)
+    ("rundir-claimed",         "rundir",     "claimed_by_other",                       r"hydra\.run\.dir=.*claimed.*already used by another run \(pid 999999 on other-host, started 2026-01-01 00:00:00"),
+    ("rundir-under-file",      "rundir",     "under_a_file",                           r"hydra\.run\.dir=.*lies under .*a_file'.*which is a file"),
+    # resampling bound (stem2d.lattice.sampling), a 256 px frame whose lattice measures 0.24 A/px
+    ("px-30-vs-lattice",       "pixel_size", 30.0,                                     r"pixel_size_A=30 disagrees.*measures 0\.24 A/px"),
+    ("px-30-memory",           "resample",   30.0,                                     r"256 x 256 px at pixel_size_A=30.*25600 x 25600 px.*GB"),
+    ("px-0.001",               "resample",   0.001,                                    r"pixel_size_A=0\.001.*1 x 1 px.*smaller than one 64 x 64"),
+    ("px-inf",                 "resample",   math.inf,                                 r"pixel_size_A=inf must be a finite number > 0"),
+    ("px-0",                   "resample",   0.0,                                      r"pixel_size_A=0\.0 must be a finite number > 0"),
     # divergence (stem2d.models.divergence)
     ("train-loss-nan",         "diverge",    [1.6, 1.5, math.nan],                     r"diverged.*loss is nan.*model\.optimizer\.lr"),
     ("train-loss-inf",         "diverge",    [1.6, math.inf],                          r"diverged.*loss is inf"),
@@ -76,12 +128,30 @@ CASES = [
 ]
 
 
+MAKERS_RUNNERS = ("read", "read_lazy", "tiles", "resume", "rundir")
+
+
 def _ids(cases):
     return [c[0] for c in cases]
 
 
+@functools.lru_cache(maxsize=8)
+def _base(config: str, groups: tuple[str, ...]):
+    return compose_job(config, list(groups), run_dir=Path("/nonexistent"), conf_dir=CONF)
+
+
 def _compose(config: str, overrides: list[str], tmp_path: Path):
-    return compose_job(config, overrides, run_dir=tmp_path, conf_dir=CONF)
+    """The config as the CLI composes it: group choices by Hydra (cached), values typed by Hydra's
+    own override grammar (so ``lr=1e3`` is the float 1000.0 and ``lr=fast`` the string 'fast')."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    groups = tuple(o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in _GROUPS)
+    cfg = copy.deepcopy(_base(config, groups))
+    with open_dict(cfg):
+        for o in parsed:
+            if o.input_line not in groups:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        cfg.paths.output_dir = str(tmp_path)
+    return cfg
 
 
 class _Losses(pl.LightningModule):
@@ -109,13 +179,97 @@ def _fit(losses, guard=None):
     return trainer
 
 
+# ------------------------------------------------------------------------------ input makers
+
+def _tif_truncated(tmp: Path, name: str, **kw) -> Path:
+    path = tmp / f"{name}.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).poisson(30, (20, 96, 96)).astype(np.uint16), **kw)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.series[0].dataoffset or tif.pages[0].dataoffsets[0]
+    path.write_bytes(path.read_bytes()[: offset + 96 * 96 * 2])  # header + one frame
+    return path
+
+
+def _npy(tmp: Path, name: str, array, cut: float | None = None) -> Path:
+    path = tmp / f"{name}.npy"
+    np.save(path, array, allow_pickle=True)
+    if cut is not None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * cut)])
+    return path
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("a pickle payload ran",))
+
+
+def _pickle(tmp: Path) -> Path:
+    path = tmp / "pickle_payload.pkl"
+    path.write_bytes(pickle.dumps({"state_dict": _Payload()}))
+    return path
+
+
+def _claimed(tmp: Path) -> Path:
+    folder = tmp / "claimed"
+    folder.mkdir()
+    (folder / CLAIM_FILE).write_text(json.dumps({"pid": 999999, "host": "other-host", "command": "infer.py",
+                                                 "started_utc": "2026-01-01 00:00:00"}))
+    return folder
+
+
+def _under_file(tmp: Path) -> Path:
+    (tmp / "a_file").write_text("x")
+    return tmp / "a_file" / "run"
+
+
+MAKERS = {
+    "truncated_imagej_tif": lambda tmp: _tif_truncated(tmp, "truncated_imagej_tif", imagej=True),
+    "truncated_plain_tif": lambda tmp: _tif_truncated(tmp, "truncated_plain_tif"),
+    "truncated_npy": lambda tmp: _npy(tmp, "truncated_npy", np.ones((20, 96, 96), np.float32), cut=0.3),
+    "pickle_npy": lambda tmp: _npy(tmp, "pickle_npy", np.array([_Payload()], dtype=object)),
+    "empty_npy": lambda tmp: (tmp / "empty_npy.npy").write_bytes(b"") and None or tmp / "empty_npy.npy",
+    "text_tif": lambda tmp: (tmp / "text_tif.tif").write_text("not an image") and tmp / "text_tif.tif",
+    "tiles_npz": lambda tmp: np.savez(tmp / "tiles_npz.npz", tiles=np.ones((2, 64, 64))) or tmp / "tiles_npz.npz",
+    "tiles_empty": lambda tmp: _npy(tmp, "tiles_empty", np.zeros((0, 64, 64), np.float32)),
+    "tiles_zero": lambda tmp: _npy(tmp, "tiles_zero", np.zeros((3, 64, 64), np.float32)),
+    "pickle_payload": _pickle,
+    "text_ckpt": lambda tmp: (tmp / "text_ckpt.ckpt").write_text("epoch=3") and tmp / "text_ckpt.ckpt",
+    "bundled_classifier": lambda tmp: bundled_classifier_path("WS2"),
+    "missing_ckpt": lambda tmp: tmp / "nothing.ckpt",
+    "claimed_by_other": _claimed,
+    "under_a_file": _under_file,
+}
+
+_MEASURED_A = 0.24  # what the lattice says in the pixel-size cases
+
+
 def _run(runner: str, given, tmp_path: Path) -> None:
+    if runner in MAKERS_RUNNERS:
+        given = MAKERS[given](tmp_path)
     if runner == "train_cfg":
         validate(_compose("train", given, tmp_path), TRAIN, where="train")
     elif runner == "infer_cfg":
         validate(_compose("infer", given, tmp_path), INFER, where="infer")
     elif runner == "diverge":
         _fit(given)
+    elif runner in ("read", "read_lazy"):
+        with read_movie(given, lazy=runner == "read_lazy") as movie:
+            [np.asarray(f) for f in movie.frames]
+    elif runner == "detections":
+        path = tmp_path / "detections.csv"
+        path.write_bytes(given.encode("latin-1"))
+        read_detections(path)
+    elif runner == "tiles":
+        run_tiles(_compose("infer", [f"tiles={given}"], tmp_path))
+    elif runner == "resume":
+        check_checkpoint(str(given), load_classifier(), resume=True)
+    elif runner == "rundir":
+        claim_run_dir(given)
+    elif runner == "pixel_size":
+        check_pixel_size(given, _MEASURED_A, source="movie.tif", material="WS2")
+    elif runner == "resample":
+        plan_resample((256, 256), pixel_size_A=given, source="movie.tif", available_bytes=16 * 2**30)
     else:
         raise AssertionError(f"unknown runner {runner}")
 
@@ -191,3 +345,87 @@ def test_config_validation_property_fast(row, value):
 @given(row=st.sampled_from(TRAIN + INFER), value=_SCALARS)
 def test_config_validation_property(row, value):
     _check_property(row, value)
+
+
+# ------------------------------------------------------------------------------ reader properties
+
+_FORMATS = (".npy", ".npz", ".tif", ".h5")
+
+
+def _write(path: Path, stack: np.ndarray) -> None:
+    if path.suffix == ".npy":
+        np.save(path, stack)
+    elif path.suffix == ".npz":
+        np.savez(path, frames=stack)
+    elif path.suffix == ".tif":
+        tifffile.imwrite(path, stack)
+    else:
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["data"] = stack
+
+
+@st.composite
+def _mangled_movies(draw, suffix: str):
+    n = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.int16, np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**16))
+    stack = np.random.default_rng(seed).poisson(30, size=(n, 64, 64 + draw(st.integers(0, 8)))).astype(dtype)
+    how = draw(st.sampled_from(["none", "truncate", "flip", "append"]))
+    return suffix, stack, how, draw(st.floats(0, 1)), draw(st.lists(st.integers(0, 255), min_size=1, max_size=8))
+
+
+def _check_reader(tmp: Path, suffix: str, stack: np.ndarray, how: str, where: float, noise: list[int]) -> None:
+    """Read a (possibly mangled) file: a correct movie, or a ValueError naming the file; never a
+    shorter movie from a truncated file, never another exception."""
+    path = tmp / f"movie{suffix}"
+    _write(path, stack)
+    data = bytearray(path.read_bytes())
+    at = int(where * (len(data) - 1))
+    if how == "truncate":
+        data = data[:at]
+    elif how == "flip":
+        for k, b in enumerate(noise):
+            data[(at + 97 * k) % len(data)] = b
+    elif how == "append":
+        data += bytes(noise)
+    path.write_bytes(bytes(data))
+    for lazy in (False, True):
+        try:
+            with read_movie(path, lazy=lazy) as movie:
+                frames = [np.asarray(f) for f in movie.frames]
+        except (ValueError, FileNotFoundError) as err:
+            assert path.name in str(err), str(err)
+            continue
+        assert all(f.dtype == np.float32 and f.ndim == 2 and np.isfinite(f).all() for f in frames)
+        if how in ("none", "truncate"):  # whatever reads is the whole movie, never a part of it
+            assert len(frames) == len(stack), (how, len(frames), len(stack))
+            np.testing.assert_allclose(np.stack(frames), stack.astype(np.float32))
+
+
+_FAST = settings(max_examples=8, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+_SLOW = settings(max_examples=300, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("suffix", _FORMATS)
+def test_reader_property_fast(suffix, tmp_path):
+    @_FAST
+    @given(case=_mangled_movies(suffix))
+    def run(case):
+        _check_reader(tmp_path, *case)
+
+    run()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", _FORMATS)
+def test_reader_property(suffix, tmp_path):
+    @_SLOW
+    @given(case=_mangled_movies(suffix))
+    def run(case):
+        _check_reader(tmp_path, *case)
+
+    run()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stem2d.evolution import evolve
+from stem2d.io.tables import read_detections
 
 log = logging.getLogger("stem2d.evolution")
 
@@ -57,7 +58,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, dict, Path]:
         csv, meta = path, {}
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
-    return pd.read_csv(csv), meta, csv.parent
+    return read_detections(csv), meta, csv.parent
 
 
 def _read_frames(path: Path) -> np.ndarray:

@@ -33,7 +33,29 @@ def _register(*suffixes: str):
 
 @_register(".npy")
 def _read_npy(path: Path, *, dataset: str | None, lazy: bool):
+    _check_npy_size(path)
     return np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False), None, None
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse a ``.npy`` whose size differs from what its header promises (a truncated copy, or a
+    damaged header that would read as another shape)."""
+    from numpy.lib import format as npformat
+
+    with open(path, "rb") as f:
+        try:
+            version = npformat.read_magic(f)
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except ValueError:
+            return  # not a valid header: np.load reports it
+        offset = f.tell()
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if not dtype.hasobject and size != expected:
+        what = "truncated file" if size < expected else "damaged file (data beyond the array)"
+        raise ValueError(f"{path}: {what}: its header says shape {tuple(shape)} {dtype} "
+                         f"({expected:,} bytes with the header) but the file has {size:,} bytes")
 
 
 @_register(".npz")
@@ -95,6 +117,7 @@ def _read_tif(path: Path, *, dataset: str | None, lazy: bool):
     tif = tifffile.TiffFile(path)
     try:
         series = tif.series[0]
+        _check_tif_complete(tif, series, path)
         pixel = _tif_pixel_size_A(tif)
         if lazy:
             n, h, w, rgb, single = layout(tuple(series.shape), str(path))
@@ -112,6 +135,32 @@ def _read_tif(path: Path, *, dataset: str | None, lazy: bool):
         raise
     tif.close()
     return data, pixel, None
+
+
+def _check_tif_complete(tif: Any, series: Any, path: Path) -> None:
+    """Refuse a TIFF whose header promises more frames or bytes than the file holds.
+
+    A truncated ImageJ stack (header: ``images=20``, data for 1) otherwise reads as a shorter
+    movie without any error.
+    """
+    size = path.stat().st_size
+    n_series = int(np.prod(series.shape[:-2])) if len(series.shape) > 2 else 1
+    if series.shape and series.shape[-1] in (3, 4) and len(series.shape) >= 3:
+        n_series = int(np.prod(series.shape[:-3])) if len(series.shape) > 3 else 1
+    promised = (tif.imagej_metadata or {}).get("images")
+    if isinstance(promised, int) and promised > n_series:
+        raise ValueError(f"{path}: truncated or damaged file: its ImageJ header says {promised} frames "
+                         f"but the file holds data for {n_series}")
+    end = None
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.nbytes
+    else:
+        page = series.pages[-1] if len(series.pages) else None
+        if page is not None and getattr(page, "dataoffsets", None):
+            end = max(o + n for o, n in zip(page.dataoffsets, page.databytecounts))
+    if end is not None and end > size:
+        raise ValueError(f"{path}: truncated file: its header places {n_series} frame(s) of "
+                         f"{tuple(series.shape[-2:])} px up to byte {end:,} but the file has {size:,} bytes")
 
 
 def _tif_pixel_size_A(tif: Any) -> float | None:

@@ -8,10 +8,13 @@ BT.709, as ``skimage.color.rgb2gray``; alpha is dropped). Other 4D data is refus
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MIN_FRAME_PX = 64
 #: ITU-R BT.709 luminance weights (as ``skimage.color.rgb2gray``).
@@ -53,10 +56,22 @@ def _to_float32(raw: Any, *, rgb: bool, source: str) -> np.ndarray:
 
 
 def _check_finite(stack: np.ndarray, source: str, *, first_index: int = 0) -> None:
-    bad = ~np.isfinite(stack.reshape(stack.shape[0], -1)).all(axis=1)
+    """NaN/Inf is an error; a constant frame (all zeros: beam blanked, a padded or zero-filled
+    file) is flagged with a warning (see :func:`is_blank`)."""
+    flat = stack.reshape(stack.shape[0], -1)
+    bad = ~np.isfinite(flat).all(axis=1)
     if bad.any():
         raise ValueError(f"{source}: frame {first_index + int(np.argmax(bad))} contains NaN or "
                          "Inf values")
+    for i in np.flatnonzero(is_blank(stack)):
+        log.warning("%s: frame %d is constant (every pixel %g): it holds no image", source,
+                    first_index + int(i), float(flat[i, 0]))
+
+
+def is_blank(frames: np.ndarray) -> np.ndarray:
+    """Whether each ``(..., H, W)`` image is constant (no contrast at all); bool of shape ``(...)``."""
+    x = np.asarray(frames)
+    return (x.max(axis=(-2, -1)) == x.min(axis=(-2, -1))) if x.size else np.zeros(x.shape[:-2], bool)
 
 
 def to_stack(arr: Any, source: str) -> np.ndarray:

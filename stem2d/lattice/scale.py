@@ -197,8 +197,8 @@ def resample_factors(
     ``from * n / n_out`` differs from ``to_pixel_size_A`` by at most half an output pixel over
     the field of view.
     """
-    if not (from_pixel_size_A > 0 and to_pixel_size_A > 0):
-        raise ValueError(f"pixel sizes must be positive, got from_pixel_size_A="
+    if not (0 < from_pixel_size_A < np.inf and 0 < to_pixel_size_A < np.inf):
+        raise ValueError(f"pixel sizes must be finite and positive, got from_pixel_size_A="
                          f"{from_pixel_size_A}, to_pixel_size_A={to_pixel_size_A}")
     out = [max(1, int(round(s * from_pixel_size_A / to_pixel_size_A))) for s in shape[:2]]
     return out[0] / shape[0], out[1] / shape[1]

@@ -9,7 +9,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from stem2d.output.rundir import RunFolderTaken, claim_run_dir
 
 log = logging.getLogger("stem2d")
 
@@ -41,3 +45,19 @@ def run_friendly(fn: Callable[[], T]) -> T:
         log.error("%s: %s", type(err).__name__, message)
         log.error("(nothing complete-looking was written; set STEM2D_TRACEBACK=1 for the traceback)")
         sys.exit(2)
+
+
+class ClaimRunFolder(Callback):
+    """Hydra callback (conf/hydra/default.yaml): claim ``hydra.run.dir`` before Hydra writes into it.
+
+    A second run into a claimed folder (or a run folder under a file) stops here with one message
+    and exit status 2; Hydra's logging is not configured yet, so the message goes to stderr.
+    Sweep trials are not claimed (their folders are numbered by trial, unique by construction).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        try:
+            claim_run_dir(str(config.hydra.run.dir))
+        except RunFolderTaken as err:
+            log.error("RunFolderTaken: %s", err)
+            sys.exit(2)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from stem2d.io.frames import is_blank
 from stem2d.models.loading import load_classifier
 from stem2d.output.files import atomic_path
 from stem2d.pipeline.utils import output_dir
@@ -27,8 +28,13 @@ def run_tiles(cfg: DictConfig) -> Path:
         raise FileNotFoundError(f"tiles={str(path)!r} does not exist")
     try:
         tiles = np.load(path, allow_pickle=False)
-    except ValueError as err:
+    except (ValueError, OSError, EOFError) as err:
         raise ValueError(f"tiles={str(path)!r} is not a plain .npy array: {err}") from err
+    if not isinstance(tiles, np.ndarray):  # an .npz archive
+        names = list(tiles.files)
+        tiles.close()
+        raise ValueError(f"tiles={str(path)!r} is an .npz archive (arrays {names}); give one .npy file "
+                         "holding an (N, 64, 64) array (np.save)")
     expected = None
     if cfg.get("check_classes", True) and cfg.get("classes") is not None:
         expected = list(OmegaConf.to_container(cfg.classes, resolve=True))
@@ -37,6 +43,9 @@ def run_tiles(cfg: DictConfig) -> Path:
         result = classify_tiles(model, tiles, batch_size=int(cfg.get("batch_size", 256)))
     except ValueError as err:
         raise ValueError(f"tiles={str(path)!r}: {err}") from err
+    if is_blank(tiles).all():
+        raise ValueError(f"tiles={str(path)!r}: all {len(tiles)} tiles are constant (e.g. all zeros): "
+                         "there is no image to classify")
     out = output_dir(cfg) / "predictions.csv"
     with atomic_path(out) as tmp:
         result.to_frame().to_csv(tmp, index=False, float_format="%.4f")

@@ -84,6 +84,32 @@ def _with_divergence_guard(callbacks: list[pl.Callback]) -> list[pl.Callback]:
     return [*callbacks, DivergenceGuard()]
 
 
+def check_checkpoint(path: str, model: pl.LightningModule, *, resume: bool) -> None:
+    """Refuse, with a message naming ``ckpt_path``, a file that is not a training checkpoint of
+    this model: missing, not loadable with ``weights_only=True`` (a pickle, a text file), a slim
+    inference export when resuming (no optimizer or loop state), or weights of another network."""
+    key = f"ckpt_path={str(path)!r}"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{key}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ValueError(f"{key} is not a checkpoint that loads safely with weights_only=True: a pickle "
+                         f"with code, a text file or a damaged file ({type(err).__name__})") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{key} is not a Lightning checkpoint (no state_dict)")
+    if resume and not {"loops", "optimizer_states"} <= set(ckpt):
+        raise ValueError(f"{key} holds weights only (an exported or slim checkpoint), not the optimizer and loop "
+                         "state a resume needs: give checkpoints/last.ckpt of a train.py run, or add train=false "
+                         "to only test these weights")
+    own = set(model.state_dict())
+    missing = sorted(own - set(ckpt["state_dict"]))
+    if missing:
+        raise ValueError(f"{key} holds the weights of another network: {len(missing)} of this model's "
+                         f"{len(own)} tensors are missing (e.g. {missing[0]}); was it trained with another "
+                         f"model= ({type(model).__name__} here)?")
+
+
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
@@ -159,15 +185,17 @@ def train(cfg: DictConfig) -> float:
 
     metrics: dict[str, float] = {}
     best = tested = None
+    if cfg.get("ckpt_path") is not None:
+        check_checkpoint(cfg.ckpt_path, model, resume=bool(cfg.get("train", True)))
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics.update(to_float_dict(trainer.callback_metrics))
         best = _best_checkpoint(trainer)
     if cfg.get("test", True):
         ckpt = best if cfg.get("train", True) else cfg.get("ckpt_path")
         if ckpt is None and not cfg.get("train", True):
             log.warning("train=false without ckpt_path: testing an untrained model")
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         tested = ckpt
         metrics.update(to_float_dict(trainer.callback_metrics))
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
 
+from stem2d.io.frames import is_blank
 from stem2d.models.cam import cam_peak
 from stem2d.models.classifier import CamClassifier
 from stem2d.models.precision import cpu_has_bf16  # noqa: F401  (its home is models.precision)
 from stem2d.models.preprocess import standardize_tiles
 
 __all__ = ["TileResult", "classify_tiles"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ def _check_tiles(tiles: np.ndarray, tile_size_px: int) -> np.ndarray:
     if tiles.ndim != 3 or tiles.shape[1:] != (tile_size_px, tile_size_px):
         hint = " (one tile: tiles[None])" if tiles.shape == (tile_size_px, tile_size_px) else ""
         raise ValueError(f"tiles: expected shape (N, {tile_size_px}, {tile_size_px}), got {tiles.shape}{hint}")
+    if len(tiles) == 0:
+        raise ValueError(f"tiles: the array is empty (shape {tiles.shape}); nothing to classify")
     if not np.issubdtype(tiles.dtype, np.number) or np.issubdtype(tiles.dtype, np.complexfloating):
         raise ValueError(f"tiles: expected real numbers, got dtype {tiles.dtype}")
     bad = ~np.isfinite(tiles).all(axis=(1, 2))
@@ -83,6 +90,9 @@ def classify_tiles(model: CamClassifier, tiles: np.ndarray, *, batch_size: int =
     Returns
     -------
     TileResult
+        A constant tile (all zeros, say) holds no information: its probabilities are uniform
+        (score 1/C, the first class) and its CAM is zero, with a warning; the network would
+        otherwise answer from its biases alone (w_vacancy at 0.84 for the bundled weights).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -102,5 +112,10 @@ def classify_tiles(model: CamClassifier, tiles: np.ndarray, *, batch_size: int =
                 cams[start : start + len(xb)] = cam.cpu().numpy()
     finally:
         model.train(was_training)
+    blank = is_blank(tiles)
+    if blank.any():
+        probs[blank], cams[blank] = 1.0 / c, 0.0
+        log.warning("tiles: %d of %d tile(s) are constant (no image; first at index %d): not classified, "
+                    "scored 1/%d", int(blank.sum()), n, int(np.argmax(blank)), c)
     labels = probs.argmax(axis=1).astype(np.int64)
     return TileResult(labels, probs, cams, cam_peak(cams).reshape(n, 2), tuple(model.class_names))
