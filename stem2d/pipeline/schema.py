@@ -163,6 +163,7 @@ INFER: tuple[Check, ...] = (
     boolean("outputs.tensorboard"),
     boolean("outputs.progress"),
     boolean("outputs.columns"),
+    boolean("outputs.columns"),
 )
 
 
