@@ -23,7 +23,7 @@ from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import SITE_CLASS_KINDS, ClassSet
 from stem2d.data.simulated import BASE_STREAM, NEIGHBOUR_STREAM, SAMPLE_STREAM, SPLITS
 from stem2d.materials import MATERIALS, get_material
-from stem2d.preprocess import standardize_tiles
+from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import NOISE_MODES, AugmentParams
 from stem2d.sim.physics import PhysicsRanges
 from stem2d.sim.processing import PROCESSING_TYPES, ProcessingRanges
