@@ -6,7 +6,9 @@ import torch
 
 from stem2d.models.preprocess import standardize_tiles
 from stem2d.models.unet import UNet
+from stem2d.predict import pixelmap
 from stem2d.predict.pixelmap import (
+    auto_tile_px,
     detect_defects,
     extract_defects,
     predict_frame,
@@ -51,6 +53,23 @@ def test_stitching_matches_whole_frame_output(net):
     assert np.abs(stitched - reference)[r:-r, r:-r].max() < 1e-4
     # one tile for the whole frame agrees too
     assert np.abs(predict_frame(net, frame, tile=None) - stitched).max() < 1e-4
+
+
+def test_large_frames_are_tiled_automatically_and_seamlessly(net, monkeypatch):
+    """tile=None tiles a frame larger than MAX_WHOLE_FRAME_PX (bounded memory) with the same
+    output as the whole frame at once."""
+    assert auto_tile_px((512, 512), margin=24) is None
+    assert auto_tile_px((4096, 4096), margin=24, size_multiple=4) == pixelmap.AUTO_TILE_PX
+    frame = np.random.default_rng(3).normal(size=(136, 168)).astype(np.float32)
+    reference = predict_frame(net, frame, tile=None)
+    monkeypatch.setattr(pixelmap, "MAX_WHOLE_FRAME_PX", 128)
+    monkeypatch.setattr(pixelmap, "AUTO_TILE_PX", 96)
+    calls = []
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda x: calls.append(tuple(x.shape)) or forward(x))
+    tiled = predict_frame(net, frame)
+    assert calls and all(shape[-2:] == (96, 96) for shape in calls)
+    assert np.abs(tiled - reference).max() < 1e-4
 
 
 def test_constant_frame_gives_constant_map(net):

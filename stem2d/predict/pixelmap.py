@@ -25,7 +25,8 @@ from stem2d.lattice import suppress_close
 from stem2d.lattice.scale import resample, resample_factors, to_input_coords
 from stem2d.models.preprocess import standardize_tiles
 
-__all__ = ["MIN_FRAME_PX", "detect_defects", "extract_defects", "predict_frame", "tile_windows"]
+__all__ = ["AUTO_TILE_PX", "MAX_WHOLE_FRAME_PX", "MIN_FRAME_PX", "auto_tile_px", "detect_defects", "extract_defects",
+           "predict_frame", "tile_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 MIN_FRAME_PX = 16
 #: Length of the raised-cosine cross-fade between tiles when ``overlap`` is not given, px.
 _DEFAULT_FADE_PX = 16
+#: Frames whose padded side is at most this run as one tile (fastest); larger ones are tiled.
+MAX_WHOLE_FRAME_PX = 1024
+#: Tile side for frames larger than ``MAX_WHOLE_FRAME_PX`` (bounded memory at any frame size).
+AUTO_TILE_PX = 1024
+#: Pixels per forward pass when ``batch_size`` is not given.
+_BATCH_PIXELS = 1 << 20
 
 
 def _round_up(x: int, m: int) -> int:
@@ -75,14 +82,31 @@ def _layout(length: int, *, tile: int, stride: int, margin: int) -> tuple[int, i
     return n, tile + (n - 1) * stride
 
 
+def auto_tile_px(shape: tuple[int, int], *, margin: int, size_multiple: int = 1) -> int | None:
+    """The tile side :func:`predict_frame` uses when none is given.
+
+    None (the whole frame as one tile, fastest) when the padded frame's longer side
+    (``max(shape) + 2 * margin``) is at most ``MAX_WHOLE_FRAME_PX``; else ``AUTO_TILE_PX``
+    (rounded up to ``size_multiple``), so the network's activations stay bounded whatever the
+    frame size.
+
+    >>> auto_tile_px((512, 512), margin=24) is None, auto_tile_px((4096, 300), margin=24)
+    (True, 1024)
+    """
+    if max(shape) + 2 * margin <= MAX_WHOLE_FRAME_PX:
+        return None
+    return _round_up(AUTO_TILE_PX, size_multiple)
+
+
 def predict_frame(
     net: torch.nn.Module,
     frame: np.ndarray,
     *,
     tile: int | None = None,
     overlap: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Defect probability map of a whole frame by tiled, seamlessly stitched prediction.
 
@@ -96,18 +120,20 @@ def predict_frame(
         Frame at the canonical sampling (0.3 A/px), any real dtype; it is standardised here
         (median 0, unit standard deviation over the whole frame), as training tiles are.
     tile : int or None, keyword-only, default None
-        Tile side in px (a multiple of ``size_multiple``); None predicts the whole (padded) frame
-        as one tile: fastest for frames up to ~1000 px (a 512 x 512 frame becomes one 560 px
-        tile instead of four 512 px or nine 256 px tiles); give e.g. 512 for huge frames to bound
-        memory. A frame smaller than one tile (but at least ``MIN_FRAME_PX``) is reflect-padded
-        up to it.
+        Tile side in px (a multiple of ``size_multiple``). None chooses (:func:`auto_tile_px`):
+        the whole (padded) frame as one tile when its side is at most ``MAX_WHOLE_FRAME_PX``
+        (fastest: a 512 x 512 frame becomes one 560 px tile instead of four 512 px ones), else
+        tiles of ``AUTO_TILE_PX``, which bounds memory for any frame size. A frame smaller
+        than one tile (but at least ``MIN_FRAME_PX``) is reflect-padded up to it.
     overlap : int or None, keyword-only
         Overlap of neighbouring tiles in px; None: ``2 * margin + 16`` where ``margin`` is the
         receptive radius rounded up to ``size_multiple``. Must exceed ``2 * margin``.
-    batch_size : int, keyword-only, default 4
-        Tiles per forward pass.
+    batch_size : int or None, keyword-only
+        Tiles per forward pass; None: as many as fit in ~1 Mpx (4 tiles of 512 px, 1 of 1024).
     device : str or torch.device, optional
         Where to run; default: the device of the network's parameters.
+    bf16 : bool, keyword-only, default False
+        Run the network under bf16 autocast on its device (see :mod:`stem2d.models.precision`).
 
     Returns
     -------
@@ -126,6 +152,8 @@ def predict_frame(
     m = int(getattr(net, "size_multiple", 1))
     margin = _round_up(int(getattr(net, "receptive_radius_px", 0)), m)
     overlap = _round_up(2 * margin + _DEFAULT_FADE_PX, m) if overlap is None else int(overlap)
+    if tile is None:
+        tile = auto_tile_px(img.shape, margin=margin, size_multiple=m)
     if tile is None:  # one tile: the overlap only has to be valid, it is never used
         tile = max(_round_up(max(img.shape) + 2 * margin, m), overlap + m)
     tile = int(tile)
@@ -140,25 +168,49 @@ def predict_frame(
     net.eval()
     if device is None:
         device = next(net.parameters()).device
+    device = torch.device(device)
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        """(B, tile, tile) standardised tiles -> (B, tile, tile) float32 probabilities."""
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(torch.from_numpy(np.ascontiguousarray(x)[:, None]).to(device))
+        return torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
+
     crop = (slice(margin, margin + img.shape[0]), slice(margin, margin + img.shape[1]))
     if n_r == n_c == 1:  # one tile: no blending
-        with torch.inference_mode():
-            logits = net(torch.from_numpy(np.ascontiguousarray(padded)[None, None]).to(device))
-        return torch.sigmoid(logits).float().cpu().numpy()[0, 0][crop]
-    win_r, win_c = tile_windows(tile, overlap, margin, n_r), tile_windows(tile, overlap, margin, n_c)
-    acc = np.zeros(padded.shape)
-    weight = np.zeros(padded.shape)
-    origins = [(i, j) for i in range(n_r) for j in range(n_c)]
-    with torch.inference_mode():
-        for k in range(0, len(origins), batch_size):
-            chunk = origins[k:k + batch_size]
-            x = np.stack([padded[i * stride:i * stride + tile, j * stride:j * stride + tile] for i, j in chunk])
-            prob = torch.sigmoid(net(torch.from_numpy(x[:, None]).to(device))).float().cpu().numpy()[:, 0]
-            for (i, j), p in zip(chunk, prob):
-                w = np.outer(win_r[i], win_c[j])
-                acc[i * stride:i * stride + tile, j * stride:j * stride + tile] += w * p
-                weight[i * stride:i * stride + tile, j * stride:j * stride + tile] += w
-    return (acc / np.maximum(weight, 1e-12))[crop].astype(np.float32)
+        return probabilities(padded[None])[0][crop]
+    if batch_size is None:
+        batch_size = max(1, _BATCH_PIXELS // (tile * tile))
+    return _stitch(probabilities, padded, tile=tile, stride=stride, windows=(
+        tile_windows(tile, overlap, margin, n_r), tile_windows(tile, overlap, margin, n_c)),
+        batch_size=int(batch_size))[crop]
+
+
+def _stitch(probabilities, padded: np.ndarray, *, tile: int, stride: int,
+            windows: tuple[list[np.ndarray], list[np.ndarray]], batch_size: int) -> np.ndarray:
+    """Blend the tiles' probabilities with separable weights (float32, one frame-sized array).
+
+    The weight of tile (i, j) is ``outer(win_r[i], win_c[j])``, so the total weight is the
+    outer product of the 1-D sums and the normalisation is two 1-D divisions.
+    """
+    win_r, win_c = windows
+    acc = np.zeros(padded.shape, dtype=np.float32)
+    origins = [(i, j) for i in range(len(win_r)) for j in range(len(win_c))]
+    for k in range(0, len(origins), batch_size):
+        chunk = origins[k:k + batch_size]
+        prob = probabilities(np.stack([padded[i * stride:i * stride + tile, j * stride:j * stride + tile]
+                                       for i, j in chunk]))
+        for (i, j), p in zip(chunk, prob):
+            p *= win_r[i].astype(np.float32)[:, None]
+            p *= win_c[j].astype(np.float32)[None, :]
+            acc[i * stride:i * stride + tile, j * stride:j * stride + tile] += p
+    for axis, wins in enumerate(windows):
+        total = np.zeros(padded.shape[axis])
+        for i, w in enumerate(wins):
+            total[i * stride:i * stride + tile] += w
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        acc /= np.maximum(total, 1e-12).astype(np.float32).reshape(shape)
+    return acc
 
 
 def extract_defects(
