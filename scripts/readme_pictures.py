@@ -2,7 +2,8 @@
 
     python scripts/readme_pictures.py outputs/infer/runs/<stamp> [--frame 10] [--out docs]
 
-Writes docs/overlay_frame.png (one overlay frame, footer included), docs/evolution_broom.png,
+Writes docs/class_styles.png (every shipped class: marker, colour, meaning),
+docs/overlay_frame.png (one overlay frame, footer included), docs/evolution_broom.png,
 docs/evolution_occupancy.png, docs/report.png (report.html in headless chromium, when chromium is
 installed) and docs/napari.png (the run opened in napari, when napari is installed; run under
 xvfb-run on a machine without a display).
@@ -19,6 +20,37 @@ from pathlib import Path
 import imageio.v2 as imageio
 
 log = logging.getLogger("readme_pictures")
+
+
+def style_card(out: Path) -> None:
+    """docs/class_styles.png: every class of the shipped class sets with its marker and meaning."""
+    import numpy as np
+    import yaml
+    from PIL import Image, ImageDraw
+
+    from stem2d.viz.draw import draw_marker, font
+    from stem2d.viz.style import class_style, describe_class
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "classes"
+    sets = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(conf.glob("*.yaml"))}
+    order = ["default", "mos2", "sites"] + [k for k in sets if k not in ("default", "mos2", "sites")]
+    f, fb, line = font(17), font(18), 28
+    rows = [(name, None, None) for name in order if name in sets]
+    height = sum(1 + len([c for c in sets[n] if c != "pristine"]) for n, _, _ in rows) * line + 20
+    img = Image.new("RGB", (800, height), (24, 24, 24))
+    draw = ImageDraw.Draw(img)
+    y = 10
+    for set_name, _, _ in rows:
+        draw.text((12, y), f"classes={set_name}", font=fb, fill=(235, 235, 235))
+        y += line
+        for cls, kinds in sets[set_name].items():
+            if cls == "pristine":
+                continue
+            draw_marker(draw, (40, y + line / 2), class_style(cls), 8)
+            draw.text((62, y + 2), cls, font=f, fill=class_style(cls).rgb)
+            draw.text((330, y + 2), describe_class(kinds), font=f, fill=(200, 200, 200))
+            y += line
+    imageio.imwrite(out / "class_styles.png", np.asarray(img))
 
 
 def overlay_frame(run: Path, out: Path, frame: int) -> None:
@@ -54,7 +86,11 @@ def napari_shot(run: Path, out: Path, frame: int) -> None:
         viewer.window.resize(1300, 820)
         viewer.open(str(run), plugin="stem2d")
         viewer.dims.set_current_step(0, frame)
-        viewer.scale_bar.visible = True
+        try:
+            scale_bar = viewer.canvas.overlays.scale_bar  # napari >= 0.9
+        except AttributeError:
+            scale_bar = viewer.scale_bar
+        scale_bar.visible = True
         viewer.reset_view()
         points = [layer for layer in viewer.layers if layer._type_string == "points"]
         if points:
@@ -71,6 +107,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    style_card(args.out)
     overlay_frame(args.run, args.out, args.frame)
     for name in ("evolution_broom.png", "evolution_occupancy.png"):
         shutil.copyfile(args.run / "evolution" / name, args.out / name)

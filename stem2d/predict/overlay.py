@@ -115,6 +115,9 @@ class OverlayRenderer:
         legend = drawn_classes(self.class_names) + [str(c) for c in extra_classes if str(c) not in self.class_names]
         self.styles = class_styles(legend)
         self.region_names = tuple(str(r) for r in region_names)
+        last = max(int(n_frames or 0) - 1, 99999 if n_frames is None else 0)
+        self._longest_text = vdraw.frame_text(last, n_frames=n_frames, frame_time_s=frame_time_s,
+                                              dose_per_frame=dose_per_frame)
         self.pixel_size_A = float(pixel_size_A) if pixel_size_A else None
         self.n_frames, self.frame_time_s, self.dose_per_frame = n_frames, frame_time_s, dose_per_frame
         self.heat_floor, self.heat_alpha = float(heat_floor), float(heat_alpha)
@@ -181,7 +184,7 @@ class OverlayRenderer:
             counts[style.name] = counts.get(style.name, 0) + 1
             vdraw.draw_marker(draw, (c, r), style, self.marker_radius_px)
         layout = vdraw.footer(rgb.shape[1], tuple(self.styles.values()), self.region_names,
-                              self.pixel_size_A, self.heat_floor, CAM_CAPTION)
+                              self.pixel_size_A, self.heat_floor, CAM_CAPTION, self._longest_text)
         text = vdraw.frame_text(index, n_frames=self.n_frames, frame_time_s=self.frame_time_s,
                                 dose_per_frame=self.dose_per_frame)
         return np.concatenate([np.asarray(img), vdraw.fill_footer(layout, text, counts)], axis=0)

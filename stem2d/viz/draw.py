@@ -96,10 +96,11 @@ class FooterLayout:
 
 @lru_cache(maxsize=16)
 def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...], pixel_size_A: float | None,
-           heat_floor: float, caption: str) -> FooterLayout:
-    """The static footer: frame line (left empty) with a scale bar on the right, one legend
-    entry per class (marker, name, room for its count) and per region outline, then the CAM
-    colour bar with its caption. Cached by its arguments."""
+           heat_floor: float, caption: str, longest_frame_text: str = "frame 00000") -> FooterLayout:
+    """The static footer: frame line (left empty) with a scale bar on the right (on a row of
+    its own when ``longest_frame_text`` would run into it), one legend entry per class (marker,
+    name, room for its count) and per region outline, then the CAM colour bar with its caption.
+    Cached by its arguments."""
     fs = int(np.clip(round(width / 25), 11, 40))
     f = font(fs)
     line = int(fs * 1.45)
@@ -108,23 +109,34 @@ def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...],
     region_w = [int(f.getlength(r)) + 2 * fs for r in regions]
     per_row = max(1, (width - 2 * pad) // max(entry_w, 1)) if styles else 1
     n_rows_cls = math.ceil(len(styles) / per_row) if styles else 0
-    n_rows = 1 + n_rows_cls + (1 if regions else 0) + 1
+    # the scale bar goes where there is room: beside the frame line, else in the legend's last
+    # row, else on a row of its own under the frame line
+    bar_row, extra_row = 0, 0
+    if pixel_size_A:
+        nm = nice_length_nm(width, pixel_size_A)
+        bar, label = nm * 10.0 / pixel_size_A, _nm_text(nm)
+        bar_w = f.getlength(label) + fs // 2 + bar + pad
+        used_last = ((len(styles) % per_row) or per_row) * entry_w + pad if styles else width
+        if f.getlength(longest_frame_text) + fs + bar_w + pad <= width:
+            bar_row = 0
+        elif width - used_last >= bar_w + fs:
+            bar_row = n_rows_cls  # the legend's last row (row 0 is the frame line)
+        else:
+            bar_row, extra_row = 1, 1
+    n_rows = 1 + extra_row + n_rows_cls + (1 if regions else 0) + 1
     height = n_rows * line + 2 * pad
     img = Image.new("RGB", (width, height), PANEL_RGB)
     draw = ImageDraw.Draw(img)
     y = pad
     frame_xy = (pad, y)
     if pixel_size_A:
-        nm = nice_length_nm(width, pixel_size_A)
-        bar = nm * 10.0 / pixel_size_A
-        label = _nm_text(nm)
+        yb = y + bar_row * line
         x1 = width - pad
         x0 = x1 - bar
-        tw = f.getlength(label)
-        draw.text((x0 - tw - fs // 2, y), label, font=f, fill=TEXT_RGB)
-        yb = y + line // 2
-        draw.rectangle([x0, yb - max(2, fs // 5), x1, yb + max(2, fs // 5)], fill=TEXT_RGB)
-    y += line
+        draw.text((x0 - f.getlength(label) - fs // 2, yb), label, font=f, fill=TEXT_RGB)
+        ym = yb + line // 2
+        draw.rectangle([x0, ym - max(2, fs // 5), x1, ym + max(2, fs // 5)], fill=TEXT_RGB)
+    y += (1 + extra_row) * line
     count_xy = {}
     r = fs * 0.42
     for i, st in enumerate(styles):

@@ -241,9 +241,9 @@ def describe_class(kinds: Sequence[str]) -> str:
     if len(kinds) == 2 and len({o for o, _ in pairs}) == 1:
         occupant = next(iter(pairs))[0]
         hosts = sorted(h for _, h in pairs)
-        if len(hosts) == 2 and hosts[1] == hosts[0] + "2" and hosts[0] in _CHALCOGENS:
+        if len(hosts) == 2 and hosts[1] == hosts[0] + "2" and hosts[0] in _CHALCOGENS + ("X",):
             x = hosts[0]
             if occupant == "V":
-                return f"one or both {x} of a column missing"
-            return f"{describe_kind(occupant + '_' + x)} or a whole {x}2 column"
+                return "one or both chalcogens of a column missing" if x == "X" else f"one or both {x} of a column missing"
+            return f"{describe_kind(occupant + '_' + x)} or a whole {'column' if x == 'X' else x + '2 column'}"
     return " or ".join(describe_kind(k) for k in kinds)
