@@ -14,14 +14,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from stem2d.bench import movies
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.bench.report import Section, Table, unavailable
-from stem2d.predict.scoring import match_points, prf
+from stem2d.predict.scoring import match_with_dont_care, prf
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +106,11 @@ def score_frame(pred: pd.DataFrame, labels: pd.DataFrame, *, max_dist_px: float,
     pred = pred[pred["class"] != "unknown"]
     truth = labels[labels["certain"] & (labels["class"] != "pristine")]
     dc = labels[~labels["certain"]]
-    p_xy = pred[["row", "col"]].to_numpy(dtype=float).reshape(-1, 2)
-    t_xy = truth[["row", "col"]].to_numpy(dtype=float).reshape(-1, 2)
-    pi, ti = match_points(p_xy, t_xy, max_dist=max_dist_px)
-    unmatched = np.setdiff1d(np.arange(len(pred)), pi)
-    ignored = np.zeros(len(pred), bool)
-    for sel, radius in ((~dc["class"].isin(REGION_CLASSES), dontcare_dist_px),
-                        (dc["class"].isin(REGION_CLASSES), region_dist_px)):
-        if sel.any() and len(unmatched):
-            d, _ = cKDTree(dc.loc[sel, ["row", "col"]].to_numpy(dtype=float)).query(p_xy[unmatched])
-            ignored[unmatched[d <= radius]] = True
+    region = dc["class"].isin(REGION_CLASSES)
+    pi, ti, ignored = match_with_dont_care(
+        pred[["row", "col"]].to_numpy(dtype=float), truth[["row", "col"]].to_numpy(dtype=float),
+        max_dist=max_dist_px, dont_care=[(dc.loc[~region, ["row", "col"]].to_numpy(dtype=float), dontcare_dist_px),
+                                         (dc.loc[region, ["row", "col"]].to_numpy(dtype=float), region_dist_px)])
     counted = ~ignored
     p_cls = pred["class"].to_numpy()
     t_cls = truth["class"].to_numpy()

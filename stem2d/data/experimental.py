@@ -156,8 +156,8 @@ class ExperimentalDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         for key, method in (("label_method", label_method), ("test_label_method", test_label_method)):
-            if method is not None and method not in LABEL_METHODS:
-                raise ValueError(f"data.{key}={method!r}: choose one of {list(LABEL_METHODS)}")
+            if method is not None and method not in self.label_methods:
+                raise ValueError(f"data.{key}={method!r}: choose one of {list(self.label_methods)}")
         if int(tile_size) % _TILE_MULTIPLE or int(tile_size) < 2 * _TILE_MULTIPLE:
             raise ValueError(f"data.tile_size={tile_size} must be a multiple of {_TILE_MULTIPLE} and >= 32")
         if int(stride) < 1:
@@ -173,6 +173,8 @@ class ExperimentalDataModule(pl.LightningDataModule):
         self._tile_cache: dict[tuple, int] = {}
 
     class_names = ("background", "defect")
+    #: Accepted ``label_method`` values (a subclass that labels otherwise extends it).
+    label_methods: tuple[str, ...] = LABEL_METHODS
 
     @property
     def tile_size_px(self) -> int:

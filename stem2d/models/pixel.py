@@ -3,7 +3,8 @@
 The network maps a standardised tile (B, 1, H, W) to defect logits (B, 1, H, W); the target is a
 binary mask (a disk at every defect site). Loss: BCE, focal or soft Dice, or a sum of them
 (``"bce+dice"``). Metrics: pixel F1 and IoU (torchmetrics, threshold 0.5) per stage, and
-``val/f1_best`` (the run's ``optimized_metric``).
+``val/f1_best`` (the run's ``optimized_metric``). Mask pixels equal to ``stem2d.MASK_IGNORE``
+(uncertain pseudo-labels, ``experiment=adapt``) carry neither loss nor metric.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
@@ -21,7 +23,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
-from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d import CANONICAL_PIXEL_SIZE_A, MASK_IGNORE
 from stem2d.models.optim import optimizers_from_factories
 from stem2d.models.unet import UNet, build_unet
 from stem2d.output.plain import to_plain
@@ -31,24 +33,38 @@ log = logging.getLogger(__name__)
 __all__ = ["LOSSES", "PixelPredictor", "load_pixel_predictor", "save_slim_checkpoint"]
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_weight: float = 1.0, **_: Any) -> torch.Tensor:
-    """Binary cross-entropy with logits; ``pos_weight`` up-weights the (rare) defect pixels."""
-    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(pos_weight))
+def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the labelled pixels (all pixels when ``valid`` is None)."""
+    if valid is None:
+        return values.mean()
+    return (values * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_weight: float = 1.0,
+             valid: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+    """Binary cross-entropy with logits; ``pos_weight`` up-weights the (rare) defect pixels;
+    ``valid`` (0/1, same shape) leaves unlabelled pixels out."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(pos_weight),
+                                             reduction="none")
+    return _mean(bce, valid)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, focal_gamma: float = 2.0,
-               focal_alpha: float = 0.75, **_: Any) -> torch.Tensor:
+               focal_alpha: float = 0.75, valid: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): BCE down-weighted by ``(1 - p_t)^gamma`` on easy pixels,
     ``alpha`` for defect pixels and ``1 - alpha`` for the background."""
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = torch.exp(-bce)
     alpha = focal_alpha * target + (1 - focal_alpha) * (1 - target)
-    return (alpha * (1 - p_t) ** focal_gamma * bce).mean()
+    return _mean(alpha * (1 - p_t) ** focal_gamma * bce, valid)
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, **_: Any) -> torch.Tensor:
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, valid: torch.Tensor | None = None,
+              **_: Any) -> torch.Tensor:
     """Soft Dice loss ``1 - 2|P T| / (|P| + |T|)`` over the whole batch (smoothed by 1 px)."""
     p = torch.sigmoid(logits)
+    if valid is not None:
+        p, target = p * valid, target * valid
     inter = (p * target).sum()
     return 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
 
@@ -148,17 +164,27 @@ class PixelPredictor(LightningModule):
     def on_train_start(self) -> None:
         self.val_f1_best.reset()  # the sanity check must not count as a best value
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Sum of the configured loss terms."""
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum of the configured loss terms (over the ``valid`` pixels, if given)."""
         h = self.hparams
-        kw = {"pos_weight": h.pos_weight, "focal_gamma": h.focal_gamma, "focal_alpha": h.focal_alpha}
+        kw = {"pos_weight": h.pos_weight, "focal_gamma": h.focal_gamma, "focal_alpha": h.focal_alpha,
+              "valid": valid}
         return sum(LOSSES[t](logits, target, **kw) for t in self._loss_terms)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch["image"], batch["mask"].float()
+        ignored = y == MASK_IGNORE
+        valid = None
+        if ignored.any():
+            valid = (~ignored).float()
+            y = y * valid
         logits = self(x)
-        loss = self.loss(logits, y)
-        getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits).detach(), y.long())
+        loss = self.loss(logits, y, valid)
+        prob = torch.sigmoid(logits).detach()
+        if valid is None:
+            getattr(self, f"{stage}_metrics").update(prob, y.long())
+        elif not ignored.all():
+            getattr(self, f"{stage}_metrics").update(prob[~ignored], y[~ignored].long())
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
                  sync_dist=stage != "train", batch_size=x.shape[0])
         if stage == "val" and len(self._examples) < self.hparams.n_image_examples:
@@ -279,3 +305,31 @@ def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> Pixe
     if missing:
         raise ValueError(f"{path}: checkpoint lacks network weights {missing[:3]}...")
     return model.eval()
+
+
+def pretrained_unet(path: str | Path | None = None, *, channels: Sequence[int] | None = None,
+                    convs_per_block: int | None = None, num_classes: int | None = None) -> UNet:
+    """The network of a PixelPredictor checkpoint, in training mode, to fine-tune (``experiment=adapt``).
+
+    Parameters
+    ----------
+    path : path, optional
+        Checkpoint (full or slim); None: the bundled ``stem2d/weights/unet_ws2.ckpt``.
+    channels, convs_per_block, num_classes : optional
+        The architecture keys of ``conf/model/unet.yaml`` (``num_classes`` filled in from the
+        data by ``build_model``); when given they must agree with the
+        checkpoint (a mismatch is an error naming both), so a config cannot silently describe
+        another network than the one trained.
+    """
+    if path is None:
+        from stem2d.models.loading import weights_dir
+
+        path = weights_dir() / "unet_ws2.ckpt"
+    net = load_pixel_predictor(path).net
+    spec = net.spec()
+    for key, given in (("channels", channels), ("convs_per_block", convs_per_block), ("num_classes", num_classes)):
+        have = spec.get(key)
+        if given is not None and have is not None and list(np.atleast_1d(given)) != list(np.atleast_1d(have)):
+            raise ValueError(f"model.net.{key}={list(np.atleast_1d(given))} but {path} holds a U-Net with "
+                             f"{key}={have}")
+    return net.train()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
@@ -87,3 +89,45 @@ def score_detections(
         "n_class_correct": class_ok,
         "per_class": {c: prf(v["tp"], v["n_pred"], v["n_true"]) for c, v in per.items()},
     }
+
+
+def match_with_dont_care(
+    pred: np.ndarray, truth: np.ndarray, *, max_dist: float,
+    dont_care: Sequence[tuple[np.ndarray, float]] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_points`, then flag the unmatched predictions that fall in "don't care".
+
+    Parameters
+    ----------
+    pred, truth : ndarray, (N, 2) and (M, 2)
+        Point coordinates (row, col).
+    max_dist : float
+        Matching distance.
+    dont_care : sequence of (points (K, 2), radius)
+        An unmatched prediction within ``radius`` of one of ``points`` is ignored (neither true
+        nor false); e.g. uncertain labels, or the columns of a contaminated region.
+
+    Returns
+    -------
+    pred_idx, truth_idx : ndarray of int
+        Matched pairs.
+    ignored : ndarray of bool, (N,)
+        Predictions to leave out of the counts.
+
+    Examples
+    --------
+    >>> pi, ti, ign = match_with_dont_care(np.array([[0., 0.], [5., 5.], [9., 9.]]), np.array([[0., 1.]]),
+    ...                                    max_dist=2, dont_care=[(np.array([[5., 6.]]), 1.5)])
+    >>> pi.tolist(), ti.tolist(), ign.tolist()
+    ([0], [0], [False, True, False])
+    """
+    pred = np.asarray(pred, dtype=float).reshape(-1, 2)
+    pi, ti = match_points(pred, truth, max_dist=max_dist)
+    ignored = np.zeros(len(pred), dtype=bool)
+    unmatched = np.setdiff1d(np.arange(len(pred)), pi)
+    for points, radius in dont_care:
+        points = np.asarray(points, dtype=float).reshape(-1, 2)
+        if len(points) and len(unmatched):
+            d = cdist(pred[unmatched], points).min(axis=1)
+            ignored[unmatched[d <= radius]] = True
+    return pi, ti, ignored
