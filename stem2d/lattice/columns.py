@@ -45,7 +45,7 @@ SUBLATTICES = ("metal", "chalcogen", "hollow")
 _HONEYCOMB = np.array([[1 / 3, 2 / 3], [2 / 3, 1 / 3]])
 #: Table columns of :attr:`ColumnQuantification.table`.
 COLUMNS = ("row", "col", "sublattice", "i", "j", "intensity", "intensity_rel", "z", "fit_quality",
-           "shift_A", "bragg")
+           "shift_A", "bragg", "background")
 _MOTIF_BINS = 24
 
 
@@ -96,18 +96,22 @@ class ColumnQuantification:
         hollows ``intensity_rel`` over theirs), ``fit_quality`` (correlation in [-1, 1] of the
         site's neighbourhood with the sublattice's median neighbourhood: ~1 on clean lattice,
         low on holes, amorphous or contaminated patches), ``shift_A`` (refinement shift from the
-        lattice position), ``bragg`` (local Bragg amplitude, see :class:`LatticeFit`).
+        lattice position), ``bragg`` (local Bragg amplitude, see :class:`LatticeFit`),
+        ``background`` (the local background level per pixel, frame units).
     lattice : LatticeFit
     pixel_size_A : float
     ratio_metal_chalcogen : float
         Median metal over median chalcogen intensity (theory for incoherent Z^1.7 contrast:
         ``Z_M^1.7 / (2 Z_X^1.7)``, 2.6 for MoS2).
+    integration_radius_A : float
+        Radius of the integrated disks.
     """
 
     table: pd.DataFrame
     lattice: LatticeFit
     pixel_size_A: float
     ratio_metal_chalcogen: float
+    integration_radius_A: float = 0.75
 
     def sites(self, sublattice: str) -> pd.DataFrame:
         """The rows of one sublattice."""
@@ -266,11 +270,13 @@ def quantify_columns(
         "row": pos[:, 0], "col": pos[:, 1], "sublattice": np.asarray(SUBLATTICES)[sub],
         "i": ij[:, 0].astype(np.int64), "j": ij[:, 1].astype(np.int64), "intensity": intensity,
         "intensity_rel": rel, "z": z, "fit_quality": quality, "shift_A": shift, "bragg": bragg,
+        "background": bg,
     }, columns=list(COLUMNS))
     good = (quality > 0.5) & (bragg > 0.5)
     m = np.median(intensity[(sub == 0) & good]) if ((sub == 0) & good).any() else np.nan
     x = np.median(intensity[(sub == 1) & good]) if ((sub == 1) & good).any() else np.nan
-    return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"))
+    return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"),
+                                float(integration_radius_A))
 
 
 def _local_amplitude(demod: np.ndarray, sigma_px: float, step: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from stem2d.output.files import atomic_path
 from stem2d.output.plain import rounded, to_plain
 from stem2d.pipeline.utils import output_dir
 from stem2d.predict.column_candidates import ColumnCache, with_column_candidates
-from stem2d.predict.evidence import UNKNOWN
+from stem2d.predict.evidence import ADATOM, UNKNOWN
+from stem2d.predict.evidence_step import write_regions
 from stem2d.predict.frame import analyze_frame
 from stem2d.predict.overlay import OverlayRenderer
 from stem2d.predict.video import OverlayMovieWriter
@@ -226,12 +228,13 @@ def _load_unet(path: str | None):
     return fuse_batchnorm(model.net.eval())
 
 
-def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, pristine, mode: str, columns):
-    """``detect.unconfirmed`` and the per-frame evidence step (None when ``detect.evidence`` is
-    off): ``fn(canon, result, frame_shape) -> (annotation, columns)``."""
+def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, pristine, columns):
+    """``detect.unconfirmed`` and the per-frame :class:`~stem2d.predict.evidence_step.EvidenceStep`
+    (None when ``detect.evidence`` is off)."""
     from stem2d.models.loading import bundled_classifier_path
     from stem2d.models.temperature import load_temperature
-    from stem2d.predict.evidence import class_expectations, frame_evidence
+    from stem2d.predict.evidence import class_expectations
+    from stem2d.predict.evidence_step import EvidenceStep
 
     unconfirmed = str(cfg.detect.get("unconfirmed", "unknown"))
     if unconfirmed not in ("unknown", "drop", "relabel"):
@@ -240,19 +243,12 @@ def _evidence_setup(cfg: DictConfig, material, classes: ClassSet, class_names, p
         return unconfirmed, None
     ckpt = cfg.get("ckpt_path") or _classifier_path(None, material.name, class_names) \
         or bundled_classifier_path("WS2")
-    temperature = load_temperature(ckpt)
-    expectations = class_expectations(classes, material)
-    check = bool(cfg.detect.get("check_evidence", True)) and unconfirmed != "relabel"
-
-    def evidence(canon: np.ndarray, res, frame_shape):
-        factors = (canon.shape[0] / frame_shape[0], canon.shape[1] / frame_shape[1])  # as resample's
-        return frame_evidence(canon, res.points, res.labels, res.probs, columns=columns, factors=factors,
-                              class_names=tuple(class_names),
-                              expectations=expectations, temperature=temperature,
-                              pristine_index=pristine if unconfirmed != "relabel" else None,
-                              check_evidence=check)
-
-    return unconfirmed, evidence
+    step = EvidenceStep(columns, material=material, class_names=tuple(class_names),
+                        expectations=class_expectations(classes, material), temperature=load_temperature(ckpt),
+                        pristine_index=pristine if unconfirmed != "relabel" else None,
+                        check_evidence=bool(cfg.detect.get("check_evidence", True)) and unconfirmed != "relabel",
+                        trust_regions=unconfirmed == "relabel")
+    return unconfirmed, step
 
 
 # ---------------------------------------------------------------- the run
@@ -336,7 +332,8 @@ def run_movie(cfg: DictConfig) -> dict:
     t = timer.add("setup", t)
 
     rows, base_rows, col_rows = [], [], []
-    unconfirmed, evidence = _evidence_setup(cfg, material, classes, class_names, pristine, mode, columns)
+    calibration = None
+    unconfirmed, evidence = _evidence_setup(cfg, material, classes, class_names, pristine, columns)
     period_px = material.a_A / pixel_size_A
     tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
@@ -365,11 +362,18 @@ def run_movie(cfg: DictConfig) -> dict:
                                     merge_dist_A=float(cfg.detect.merge_dist_A), with_heat=video is not None,
                                     canon=canon)
                 t = timer.add("analyse", t)
-                ann = None
+                ann, shown = None, res
                 if evidence is not None:
-                    ann, col_table = evidence(canon, res, frame.shape)
-                    if col_table is not None and cfg.outputs.get("columns", False):
-                        col_rows.append(col_table.assign(frame=k))
+                    ev = evidence(canon, res.points, res.labels, res.probs, frame.shape)
+                    ann = ev.annotation
+                    if ev.columns is not None and cfg.outputs.get("columns", False):
+                        col_rows.append(ev.columns.assign(frame=k))
+                    if k == 0 and ev.regions is not None:
+                        write_regions(out / "regions", k, ev, frame.shape)
+                        calibration = _calibration(frame, canon, pixel_size_A, material, columns(canon), ev, scale)
+                    claimed = ~ann["class"].isin([UNKNOWN, ADATOM]).to_numpy()
+                    shown = SimpleNamespace(heat=res.heat, points=res.points[claimed],
+                                            labels=res.labels[claimed], regions=ev.masks)
                     t = timer.add("evidence", t)
                 table = _result_table(k, res, class_names, ann)
                 rows.append(table[table["class"] != UNKNOWN] if unconfirmed == "drop" else table)
@@ -381,7 +385,7 @@ def run_movie(cfg: DictConfig) -> dict:
                                          pristine_index=pristine, with_heat=False, canon=canon)
                     base_rows.append(_result_table(k, bres, class_names))
                     t = timer.add("baseline", t)
-                rgb, seconds = _post_frame(k, frame, res, tracker, video, renderer)
+                rgb, seconds = _post_frame(k, frame, shown, tracker, video, renderer)
                 for stage, sec in seconds.items():
                     timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
                 if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
@@ -422,6 +426,8 @@ def run_movie(cfg: DictConfig) -> dict:
         "mean_defects_per_frame": len(detections) / n_frames,
         "unconfirmed_candidates": n_unknown,
         "unconfirmed": unconfirmed,
+        **_lattice_summary(evidence, detections, class_names),
+        "calibration": calibration,
         "classifier_bf16": use_bf16,
         "drift_px": drift_px.tolist(),
         "settings": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
@@ -451,6 +457,43 @@ def run_movie(cfg: DictConfig) -> dict:
     log.info("%d defects in %d frames (%.1f frames/s) -> %s", len(detections), n_frames,
              summary["frames_per_s"] or 0.0, out)
     return summary
+
+
+def _calibration(frame, canon, pixel_size_A: float, material, quant, ev, scale) -> dict | None:
+    """The frame calibration report of frame 0 (:func:`stem2d.predict.calibration.frame_calibration`)
+    against the ranges of conf/data/simulated.yaml; warnings are logged."""
+    from stem2d.predict.calibration import TrainingRanges, frame_calibration
+
+    if quant is None:
+        return None
+    data_yaml = Path(__file__).resolve().parents[2] / "conf" / "data" / "simulated.yaml"
+    ranges = TrainingRanges.from_yaml(data_yaml) if data_yaml.is_file() else TrainingRanges()
+    report = frame_calibration(frame, pixel_size_A=pixel_size_A, material=material, quant=quant, canon=canon,
+                               distortion=None if scale is None else scale.distortion,
+                               lattice_fraction=ev.regions.fractions()["lattice"], ranges=ranges)
+    log.info("frame 0 calibration: metal/chalcogen %.2f (Z exponent %.2f), probe FWHM %s A, contrast/noise %s, "
+             "dose ~%s e/A^2, scan distortion %s, lattice fraction %.2f", report["ratio_metal_chalcogen"],
+             report["z_exponent"], _fmt(report["probe_fwhm_A"]), _fmt(report["contrast_to_noise"]),
+             _fmt(report["dose_e_per_A2"]), _fmt(report["scan_distortion"]), report["lattice_fraction"])
+    return report
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
+
+
+def _lattice_summary(evidence, detections: pd.DataFrame, class_names) -> dict:
+    """Region fractions, lattice area and defect densities per lattice area (outside holes,
+    edges, contamination and amorphous patches) from the evidence step."""
+    if evidence is None:
+        return {}
+    out = evidence.summary()
+    area = out.get("lattice_area_nm2_total")
+    if area:
+        inside = detections[detections["region"] == "lattice"] if "region" in detections else detections
+        out["density_per_nm2_lattice"] = {c: int((inside["class"] == c).sum()) / area
+                                          for c in class_names if c != "pristine"}
+    return out
 
 
 def _score(out: Path, truth: pd.DataFrame, detections: pd.DataFrame, baseline: pd.DataFrame,

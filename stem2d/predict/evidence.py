@@ -16,8 +16,6 @@ module answers with the column quantification of the frame
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 from scipy import spatial
@@ -210,38 +208,3 @@ def annotate_detections(
     ev.insert(3, "p_class", p_class)
     return ev
 
-
-def frame_evidence(
-    canon: np.ndarray,
-    points: np.ndarray,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    *,
-    columns: Callable[[np.ndarray], ColumnQuantification | None],
-    factors: tuple[float, float],
-    class_names: tuple[str, ...],
-    expectations: dict[str, list[tuple[str, float]]],
-    temperature: float = 1.0,
-    pristine_index: int | None = None,
-    check_evidence: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Annotate the detections of a frame with the column quantification of its resampled copy.
-
-    ``columns`` quantifies ``canon`` (a :class:`~stem2d.predict.column_candidates.ColumnCache`);
-    ``points`` are in input-frame pixels, ``factors`` the zoom from input to ``canon``
-    (:func:`stem2d.lattice.scale.resample_factors`). Returns the annotation of
-    :func:`annotate_detections` and the column table with ``row, col`` mapped back to input
-    pixels (None when no lattice was found: then every detection is ``off-lattice``).
-    """
-    from stem2d.lattice.scale import to_input_coords, to_resampled_coords
-
-    quant = columns(canon)
-    q_points = to_resampled_coords(np.asarray(points, dtype=np.float64).reshape(-1, 2), factors)
-    ann = annotate_detections(q_points, labels, probs, quant, class_names=class_names,
-                              expectations=expectations, temperature=temperature,
-                              pristine_index=pristine_index, check_evidence=check_evidence)
-    table = None
-    if quant is not None:
-        table = quant.table.copy()
-        table[["row", "col"]] = to_input_coords(table[["row", "col"]].to_numpy(), factors)
-    return ann, table

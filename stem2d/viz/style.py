@@ -87,6 +87,8 @@ KNOWN: dict[str, tuple[tuple[int, int, int], str]] = {
 REGION_COLOURS: dict[str, tuple[int, int, int]] = {
     "hole": (86, 180, 233),
     "contamination": (240, 228, 66),
+    "edge": (0, 158, 115),
+    "amorphous": (204, 121, 167),
 }
 #: Perceptual colour map of the CAM heat map (overlay, colour bar, napari).
 HEAT_COLORMAP = "magma"

@@ -1,0 +1,168 @@
+"""Where the frame is not clean lattice: holes, their edges, contamination and amorphous patches.
+
+Found from the column quantification (:func:`stem2d.lattice.columns.quantify_columns`) site by
+site, then painted onto the pixel grid (each pixel takes the region of its nearest site):
+
+- ``hole``: three or more touching metal/chalcogen columns that are (nearly) empty
+  (``intensity_rel < empty_rel``): a multi-column hole, not a point vacancy;
+- ``edge``: intact columns within ``edge_A`` of a hole;
+- ``contamination``: raised background: the local hollow level is more than
+  ``contamination_z`` robust SDs above the frame's and more than ``contamination_fraction`` of a
+  metal column's mean disk intensity;
+- ``amorphous``: the neighbourhood does not look like the lattice (``fit_quality <
+  min_fit_quality``) or the local Bragg contrast is weak (``bragg < min_bragg``).
+
+Point calls inside holes, contamination and amorphous patches are not trusted (the pipeline
+flags them ``unknown``); calls on edges are kept and marked. Defect densities are per lattice area
+(the frame minus these regions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, sparse, spatial
+from scipy.sparse.csgraph import connected_components
+
+from stem2d.lattice.columns import ColumnQuantification
+
+__all__ = ["REGION_KINDS", "RegionMap", "find_regions"]
+
+#: Region kinds, in the order of their label values (0 = lattice).
+REGION_KINDS = ("lattice", "hole", "edge", "contamination", "amorphous")
+#: Kinds in which point calls are not trusted.
+UNTRUSTED = ("hole", "contamination", "amorphous")
+
+
+@dataclass(frozen=True)
+class RegionMap:
+    """Regions of one frame.
+
+    Attributes
+    ----------
+    labels : ndarray, uint8, (H, W)
+        Index into :data:`REGION_KINDS` per pixel of the quantified frame.
+    site_region : ndarray, uint8, (N,)
+        The same per row of the column table.
+    pixel_size_A : float
+    """
+
+    labels: np.ndarray
+    site_region: np.ndarray
+    pixel_size_A: float
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of the frame in each kind."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(REGION_KINDS))
+        return {k: float(c) / self.labels.size for k, c in zip(REGION_KINDS, counts)}
+
+    def lattice_area_nm2(self) -> float:
+        """Area outside holes, edges, contamination and amorphous patches (nm^2)."""
+        return float((self.labels == 0).sum()) * self.pixel_size_A**2 / 100.0
+
+    def region_at(self, points: np.ndarray) -> np.ndarray:
+        """Region name (str array) at (row, col) points of the quantified frame."""
+        p = np.rint(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.intp)
+        p[:, 0] = np.clip(p[:, 0], 0, self.labels.shape[0] - 1)
+        p[:, 1] = np.clip(p[:, 1], 0, self.labels.shape[1] - 1)
+        return np.asarray(REGION_KINDS, dtype=object)[self.labels[p[:, 0], p[:, 1]]]
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """Boolean mask per non-lattice kind present."""
+        return {k: self.labels == i for i, k in enumerate(REGION_KINDS) if i and (self.labels == i).any()}
+
+
+def find_regions(
+    quant: ColumnQuantification,
+    shape: tuple[int, int],
+    *,
+    material_mx_distance_A: float,
+    empty_rel: float = 0.3,
+    min_hole_columns: int = 3,
+    edge_A: float = 3.5,
+    contamination_z: float = 3.0,
+    contamination_fraction: float = 0.3,
+    min_fit_quality: float = 0.5,
+    min_bragg: float = 0.5,
+) -> RegionMap:
+    """Holes, edges, contamination and amorphous patches of a quantified frame.
+
+    Parameters
+    ----------
+    quant : ColumnQuantification
+        Of the frame (its ``table`` must hold ``background``).
+    shape : (int, int)
+        Shape of the quantified frame.
+    material_mx_distance_A : float, keyword-only
+        Projected metal-chalcogen distance (``Material.mx_distance_A``): columns closer than 1.3
+        times this touch.
+    empty_rel, min_hole_columns, edge_A, contamination_z, contamination_fraction,
+    min_fit_quality, min_bragg : keyword-only
+        The rules of the module docstring.
+
+    Returns
+    -------
+    RegionMap
+    """
+    t = quant.table
+    ps = quant.pixel_size_A
+    pos = t[["row", "col"]].to_numpy()
+    sub = t["sublattice"].to_numpy()
+    column = sub != "hollow"
+    region = np.zeros(len(t), np.uint8)
+    # holes: connected groups of empty columns
+    empty = np.flatnonzero(column & (t["intensity_rel"].to_numpy() < empty_rel))
+    hole = np.zeros(len(t), bool)
+    if len(empty) >= min_hole_columns:
+        pairs = spatial.cKDTree(pos[empty]).query_pairs(1.3 * material_mx_distance_A / ps, output_type="ndarray")
+        graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(empty),) * 2)
+        _, comp = connected_components(graph, directed=False)
+        sizes = np.bincount(comp)
+        hole[empty[sizes[comp] >= min_hole_columns]] = True
+    # a hollow surrounded by hole columns is hole too
+    tree = spatial.cKDTree(pos)
+    if hole.any():
+        near_hole = tree.query_ball_point(pos[hole], r=1.3 * material_mx_distance_A / ps)
+        for idx in near_hole:
+            idx = np.asarray(idx)
+            hole[idx[sub[idx] == "hollow"]] = True
+    # amorphous / weak lattice
+    amorphous = (t["fit_quality"].to_numpy() < min_fit_quality) | (t["bragg"].to_numpy() < min_bragg)
+    # contamination: raised background, smoothed over the nearest hollows
+    contamination = np.zeros(len(t), bool)
+    hollow = np.flatnonzero(sub == "hollow")
+    metal = sub == "metal"
+    if len(hollow) >= 7 and metal.any():
+        bg = t["background"].to_numpy()
+        _, nn = spatial.cKDTree(pos[hollow]).query(pos, k=7)
+        level = np.median(bg[hollow][nn], axis=1)
+        ref = np.median(level)
+        spread = 1.4826 * np.median(np.abs(level - ref)) + 1e-12
+        r_int = quant.integration_radius_A / ps
+        metal_mean = np.median(t["intensity"].to_numpy()[metal]) / (np.pi * r_int**2)
+        excess = level - ref
+        contamination = (excess > contamination_z * spread) & (excess > contamination_fraction * metal_mean)
+    region[amorphous] = REGION_KINDS.index("amorphous")
+    region[contamination] = REGION_KINDS.index("contamination")
+    if hole.any():
+        d, _ = spatial.cKDTree(pos[hole]).query(pos)
+        region[(d * ps <= edge_A) & ~hole] = REGION_KINDS.index("edge")
+    region[hole] = REGION_KINDS.index("hole")
+    return RegionMap(_paint(region, pos, shape, reach_px=1.2 * material_mx_distance_A / ps), region, ps)
+
+
+def _paint(region: np.ndarray, pos: np.ndarray, shape: tuple[int, int], *, reach_px: float) -> np.ndarray:
+    """Pixel labels: the region of the nearest site (sites farther than ``reach_px``: lattice),
+    computed on a coarse grid and enlarged (region boundaries need no sub-site precision)."""
+    step = max(1, int(reach_px / 4))
+    rows = np.arange(0, shape[0], step) + (step - 1) / 2
+    cols = np.arange(0, shape[1], step) + (step - 1) / 2
+    grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+    labels = np.zeros(len(grid), np.uint8)
+    if len(pos) and region.any():
+        d, idx = spatial.cKDTree(pos).query(grid)
+        labels = np.where(d <= reach_px, region[idx], 0).astype(np.uint8)
+    coarse = labels.reshape(len(rows), len(cols))
+    full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+    return ndimage.median_filter(full, size=3) if step == 1 else full
