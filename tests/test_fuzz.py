@@ -15,6 +15,8 @@ import functools
 import json
 import math
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -429,3 +431,86 @@ def test_reader_property(suffix, tmp_path):
         _check_reader(tmp_path, *case)
 
     run()
+
+
+# ------------------------------------------------------------------------------ failed runs
+
+
+def test_failed_run_sets_its_partial_output_aside(tmp_path, caplog):
+    """A run that fails after writing files leaves nothing that looks like a result, and says so."""
+    from stem2d.pipeline.cli import PARTIAL_DIR, run_friendly
+
+    compose_job("infer", [], run_dir=tmp_path, conf_dir=CONF)  # sets the run folder, as Hydra does
+
+    def fails_midway():
+        (tmp_path / "detections.csv").write_text("frame,row,col,class,score\n")
+        raise ValueError("evolution: something went wrong")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_friendly(fails_midway)
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "detections.csv").exists()
+    assert (tmp_path / PARTIAL_DIR / "detections.csv").is_file()
+    assert "detections.csv) was moved to" in caplog.text and "partial, not results" in caplog.text
+
+
+def test_claim_is_reentrant_for_the_same_process(tmp_path):
+    assert claim_run_dir(tmp_path / "run") == claim_run_dir(tmp_path / "run")
+
+
+# ------------------------------------------------------------------------------ the command line (slow)
+
+
+def _cli(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run an entry script; ``.stdout`` holds stdout and stderr together (Hydra logs to stdout)."""
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_cli_diverging_training_exits_2_without_metrics(tmp_path):
+    tiny = ["data.n_bases_per_class=1", "data.n_val_bases_per_class=1", "data.n_test_bases_per_class=1",
+            "data.n_train_samples=48", "data.n_val_samples=20", "data.n_test_samples=20", "data.batch_size=16",
+            "data.num_workers=0", "data.persistent_workers=false", "trainer.max_epochs=3", "trainer.precision=32-true"]
+    proc = _cli("train.py", f"hydra.run.dir={tmp_path}", "model.optimizer._target_=torch.optim.Adam",
+                "~model.optimizer.momentum", "~model.optimizer.nesterov", "model.optimizer.lr=10", *tiny)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "TrainingDiverged: training diverged" in proc.stdout and "model.optimizer.lr=10" in proc.stdout
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_bad_values_exit_2_naming_the_key(tmp_path):
+    proc = _cli("train.py", f"hydra.run.dir={tmp_path / 'a'}", "model.optimizer.lr=1e3", "model.optimizer.momentum=1.5")
+    assert proc.returncode == 2
+    assert "model.optimizer.lr=1000.0" in proc.stdout and "momentum=1.5" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_second_run_into_a_claimed_folder_stops(tmp_path):
+    quick = ["synthetic.n_frames=1", "synthetic.frame_shape=[128,128]", "outputs.video=false",
+             "outputs.evolution=false", "outputs.tensorboard=false", "outputs.progress=false"]
+    first = _cli("infer.py", f"hydra.run.dir={tmp_path}", *quick)
+    assert first.returncode == 0, first.stdout[-2000:]
+    before = (tmp_path / "summary.json").read_bytes()
+    second = _cli("infer.py", f"hydra.run.dir={tmp_path}", *quick)
+    assert second.returncode == 2
+    assert f"hydra.run.dir='{tmp_path}' is already used by another run (pid " in second.stdout
+    assert (tmp_path / "summary.json").read_bytes() == before
+    (tmp_path / "plain_file").write_text("x")
+    third = _cli("infer.py", f"hydra.run.dir={tmp_path / 'plain_file' / 'run'}", *quick)
+    assert third.returncode == 2 and "which is a file" in third.stdout
+
+
+@pytest.mark.slow
+def test_cli_sweep_records_a_rejected_trial_as_failed_never_best(tmp_path):
+    cmd = ["-m", f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=1", "hydra.sweeper.max_failure_rate=1.0",
+           "model.optimizer.lr=1e3", f"paths.log_dir={tmp_path}/logs", "data.num_workers=0"]
+    proc = _cli("sweep.py", *cmd)
+    import optuna
+    import yaml
+
+    trials = optuna.load_study(study_name="cam_optuna", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert [t.state for t in trials] == [TrialState.FAIL], proc.stdout[-2000:]
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert results["best_params"] is None

@@ -92,10 +92,9 @@ class DivergenceGuard(pl.Callback):
 
 
 def _learning_rate(trainer: pl.Trainer) -> str:
-    """``model.optimizer.lr=<initial>, now <current>`` of the first parameter group."""
+    """``model.optimizer.lr=<initial value>`` of the first parameter group."""
     try:
         group = trainer.optimizers[0].param_groups[0]
     except (IndexError, AttributeError):
         return "model.optimizer.lr"
-    initial, now = group.get("initial_lr", group["lr"]), group["lr"]
-    return f"model.optimizer.lr={initial:g}" + ("" if now == initial else f", now {now:g}")
+    return f"model.optimizer.lr={group.get('initial_lr', group['lr']):g}"
