@@ -349,6 +349,47 @@ def test_config_validation_property(row, value):
     _check_property(row, value)
 
 
+# the same through the command line's grammar: key=<text> as a user would type it
+_TYPED = st.one_of(
+    st.sampled_from(["0", "-1", "1", "1e3", "1e-9", "inf", "-inf", "nan", "null", "true", "false", "abc", "0.5",
+                     "2.5", "1e309", "''", "[1,2]", "{a: 1}", "0x10", "1_000"]),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.integers(-10**9, 10**9).map(str),
+    st.text(alphabet="abcxyz019.-_ ", min_size=1, max_size=6).map(lambda t: f"'{t}'"),
+)
+
+
+def _check_override(config: str, table, row: Check, text: str, tmp: Path) -> None:
+    from hydra.errors import HydraException
+
+    try:
+        cfg = _compose(config, [f"{row.key}={text}"], tmp)
+    except HydraException as err:  # the override grammar refused it: Hydra names the override
+        assert row.key in str(err), str(err)
+        return
+    try:
+        validate(cfg, table, where=config)
+    except ValueError as err:
+        assert f"{row.key}=" in str(err), str(err)
+        return
+    _check_property(row, OmegaConf.select(cfg, row.key))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_config_overrides_property_fast(data, tmp_path):
+    config, table = data.draw(st.sampled_from([("train", TRAIN), ("infer", INFER)]))
+    _check_override(config, table, data.draw(st.sampled_from(table)), data.draw(_TYPED), tmp_path)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_config_overrides_property(data, tmp_path):
+    config, table = data.draw(st.sampled_from([("train", TRAIN), ("infer", INFER)]))
+    _check_override(config, table, data.draw(st.sampled_from(table)), data.draw(_TYPED), tmp_path)
+
+
 # ------------------------------------------------------------------------------ reader properties
 
 _FORMATS = (".npy", ".npz", ".tif", ".h5")
