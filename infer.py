@@ -17,7 +17,8 @@ def main(cfg: DictConfig) -> None:
     from stem2d.pipeline.infer_movie import run_movie
     from stem2d.pipeline.tiles import run_tiles
 
-    run_friendly(lambda: run_tiles(cfg) if cfg.get("tiles") else run_movie(cfg))
+    # several movies (-m): a bad one is logged in its run folder and the others go on
+    run_friendly(lambda: run_tiles(cfg) if cfg.get("tiles") else run_movie(cfg), raise_in_multirun=False)
 
 
 if __name__ == "__main__":

@@ -34,22 +34,26 @@ def _in_multirun() -> bool:
         return False
 
 
-def run_friendly(fn: Callable[[], T]) -> T:
+def run_friendly(fn: Callable[[], T], *, raise_in_multirun: bool = True) -> T | None:
     """Run ``fn``; a user error is logged as one clear message and the process exits with 2.
 
     What the run wrote before failing is moved into ``<run folder>/incomplete/`` (nothing left
     looks finished) and the second line of the message says so. In a multirun (sweep) the error
-    is re-raised so the sweeper records the trial as failed. ``STEM2D_TRACEBACK=1`` shows the
-    full traceback.
+    is re-raised so the sweeper records the trial as failed; with ``raise_in_multirun=False``
+    (several movies at once) it is logged and None returned, so one bad movie does not stop the
+    others. ``STEM2D_TRACEBACK=1`` shows the full traceback.
     """
     try:
         return fn()
     except USER_ERRORS as err:
-        if _in_multirun() or os.environ.get("STEM2D_TRACEBACK"):
+        multirun = _in_multirun()
+        if (multirun and raise_in_multirun) or os.environ.get("STEM2D_TRACEBACK"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         log.error("%s: %s", type(err).__name__, message)
         log.error("(%s; set STEM2D_TRACEBACK=1 for the traceback)", _set_aside_partial_output())
+        if multirun:
+            return None
         sys.exit(2)
 
 
