@@ -83,3 +83,20 @@ def test_napari_opens_a_run_headless(tmp_path):
         assert shot.ndim == 3 and shot.std() > 1
     finally:
         viewer.close()
+
+
+@pytest.mark.slow
+def test_widget_core_finds_defects_in_frames():
+    """What the Find-defects widget runs, without napari: bundled weights on simulated frames."""
+    from stem2d.napari.widget import find_defects_layers
+    from stem2d.sim.movie import MovieConfig, simulate_movie
+
+    movie = simulate_movie(MovieConfig(n_frames=2, frame_shape=(192, 192), pixel_size_A=0.25), rng=0)
+    one = find_defects_layers([movie.frames[0]], material="WS2", threshold=0.5)
+    assert one and all(kind == "points" and data.shape[1] == 2 for data, _, kind in one)
+    assert one[0][1]["scale"] == pytest.approx((0.025, 0.025), rel=0.02)  # nm, measured from the lattice
+    both = find_defects_layers(list(movie.frames), material="WS2", threshold=0.5, frame_indices=[5, 6])
+    frames = np.concatenate([data[:, 0] for data, _, _ in both])
+    assert set(frames) <= {5.0, 6.0} and len(frames) >= len(movie.truth) // 2
+    for _, kw, _ in both:
+        assert kw["border_color"] == class_style(kw["metadata"]["class"]).hex

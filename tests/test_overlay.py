@@ -69,7 +69,9 @@ def test_region_outlines_and_legend_entries():
     hole[20:60, 20:60] = True
     r = OverlayRenderer(NAMES, pixel_size_A=0.25, n_frames=10, dose_per_frame=1e4, region_names=["hole"])
     out = r.render(frame, None, np.zeros((0, 2)), [], index=3, regions={"hole": hole})
-    assert tuple(out[20, 40]) == REGION_COLOURS["hole"] and tuple(out[40, 40]) != REGION_COLOURS["hole"]
+    edge = [tuple(px) == REGION_COLOURS["hole"] for px in out[20, 20:60]]
+    assert 10 < sum(edge) < 35  # a dashed outline
+    assert tuple(out[40, 40]) != REGION_COLOURS["hole"]
     plain = r.render(frame, None, np.zeros((0, 2)), [], index=3)
     assert out.shape == plain.shape  # every frame of a movie has the same size
     without = OverlayRenderer(NAMES, pixel_size_A=0.25).render(frame, None, np.zeros((0, 2)), [])
@@ -78,7 +80,8 @@ def test_region_outlines_and_legend_entries():
 
 def test_points_by_class_name_include_unconfirmed_calls():
     frame = _frame()
-    out = OverlayRenderer(NAMES).render(frame, None, np.array([[64.0, 64.0], [30.0, 30.0]]), ["unknown", "pristine"])
+    r = OverlayRenderer(NAMES, extra_classes=["unknown"])
+    out = r.render(frame, None, np.array([[64.0, 64.0], [30.0, 30.0]]), ["unknown", "pristine"])
     assert (out[:128] == class_style("unknown").rgb).all(axis=2).sum() > 10
 
 

@@ -99,7 +99,7 @@ class OverlayRenderer:
         Heat below this is not drawn (like the original study's CAM threshold).
     heat_alpha : float, default 0.4
         Opacity of the heat colour at heat 1 (it rises linearly from 0 at ``heat_floor``).
-    extra_classes : sequence of str, default ("unknown",)
+    extra_classes : sequence of str, default ()
         Classes beyond the classifier's that points may carry (``unknown``: a candidate the
         classifier did not confirm; ``adatom`` from the evidence step), given a legend entry.
     region_names : sequence of str, default ()
@@ -110,7 +110,7 @@ class OverlayRenderer:
     def __init__(self, class_names: Sequence[str], *, pixel_size_A: float | None = None,
                  n_frames: int | None = None, frame_time_s: float | None = None,
                  dose_per_frame: float | None = None, heat_floor: float = 0.3, heat_alpha: float = 0.4,
-                 extra_classes: Sequence[str] = ("unknown",), region_names: Sequence[str] = ()):
+                 extra_classes: Sequence[str] = (), region_names: Sequence[str] = ()):
         self.class_names = [str(c) for c in class_names]
         legend = drawn_classes(self.class_names) + [str(c) for c in extra_classes if str(c) not in self.class_names]
         self.styles = class_styles(legend)
@@ -169,7 +169,7 @@ class OverlayRenderer:
         gray = to_uint8_gray(frame)
         rgb = self._tint(gray, np.zeros(gray.shape, np.float32) if heat is None else heat)
         for name, mask in (regions or {}).items():
-            rgb[vdraw.outline(mask)] = REGION_COLOURS.get(name, vdraw.TEXT_RGB)
+            rgb[vdraw.dashed(vdraw.outline(mask))] = REGION_COLOURS.get(name, vdraw.TEXT_RGB)
         img = Image.fromarray(rgb)
         draw = ImageDraw.Draw(img)
         for tail in tails:

@@ -72,6 +72,22 @@ def _shape(draw, xy, marker: str, r: float, colour, w: int) -> None:
         draw.line([x - q, y + q, x + q, y - q], fill=colour, width=w)
 
 
+def _dashed_box(draw, box, colour, *, dash: int) -> None:
+    x0, y0, x1, y1 = box
+    for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        n = max(1, int(math.hypot(b[0] - a[0], b[1] - a[1]) // dash))
+        for i in range(0, n, 2):
+            t0, t1 = i / n, min(i + 1, n) / n
+            draw.line([(a[0] + (b[0] - a[0]) * t0, a[1] + (b[1] - a[1]) * t0),
+                       (a[0] + (b[0] - a[0]) * t1, a[1] + (b[1] - a[1]) * t1)], fill=colour, width=2)
+
+
+def dashed(mask: np.ndarray, period_px: int = 8) -> np.ndarray:
+    """``mask`` with every other ``period_px / 2`` diagonal stripe removed: outlines become dashes."""
+    rows, cols = np.indices(mask.shape, sparse=True)
+    return mask & (((rows + cols) // max(1, period_px // 2)) % 2 == 0)
+
+
 def nice_length_nm(width_px: int, pixel_size_A: float, *, fraction: float = 0.2) -> float:
     """A 1-2-5 scale-bar length (nm) near ``fraction`` of the frame width."""
     target = fraction * width_px * pixel_size_A / 10.0
@@ -105,10 +121,11 @@ def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...],
     f = font(fs)
     line = int(fs * 1.45)
     pad = max(4, fs // 2)
-    entry_w = max(int(f.getlength(s.name + " 000")) for s in styles) + 2 * fs if styles else 0
-    region_w = [int(f.getlength(r)) + 2 * fs for r in regions]
-    per_row = max(1, (width - 2 * pad) // max(entry_w, 1)) if styles else 1
-    n_rows_cls = math.ceil(len(styles) / per_row) if styles else 0
+    # legend entries in a grid: the classes (marker, name, count), then the region outlines
+    entries = [(st.name, st) for st in styles] + [(name, None) for name in regions]
+    entry_w = max(int(f.getlength(n + " 000")) for n, _ in entries) + 2 * fs if entries else 0
+    per_row = max(1, (width - 2 * pad) // max(entry_w, 1)) if entries else 1
+    n_rows_cls = math.ceil(len(entries) / per_row) if entries else 0
     # the scale bar goes where there is room: beside the frame line, else in the legend's last
     # row, else on a row of its own under the frame line
     bar_row, extra_row = 0, 0
@@ -116,14 +133,14 @@ def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...],
         nm = nice_length_nm(width, pixel_size_A)
         bar, label = nm * 10.0 / pixel_size_A, _nm_text(nm)
         bar_w = f.getlength(label) + fs // 2 + bar + pad
-        used_last = ((len(styles) % per_row) or per_row) * entry_w + pad if styles else width
+        used_last = ((len(entries) % per_row) or per_row) * entry_w + pad if entries else width
         if f.getlength(longest_frame_text) + fs + bar_w + pad <= width:
             bar_row = 0
         elif width - used_last >= bar_w + fs:
             bar_row = n_rows_cls  # the legend's last row (row 0 is the frame line)
         else:
             bar_row, extra_row = 1, 1
-    n_rows = 1 + extra_row + n_rows_cls + (1 if regions else 0) + 1
+    n_rows = 1 + extra_row + n_rows_cls + 1
     height = n_rows * line + 2 * pad
     img = Image.new("RGB", (width, height), PANEL_RGB)
     draw = ImageDraw.Draw(img)
@@ -139,22 +156,18 @@ def footer(width: int, styles: tuple[ClassStyle, ...], regions: tuple[str, ...],
     y += (1 + extra_row) * line
     count_xy = {}
     r = fs * 0.42
-    for i, st in enumerate(styles):
+    for i, (name, st) in enumerate(entries):
         col, row = i % per_row, i // per_row
         x = pad + col * entry_w
         yy = y + row * line
-        draw_marker(draw, (x + r + 1, yy + line / 2 - 1), st, r, width=2)
-        draw.text((x + 2 * r + fs // 2, yy), st.name, font=f, fill=TEXT_RGB)
-        count_xy[st.name] = (int(x + 2 * r + fs // 2 + f.getlength(st.name + " ")), yy)
+        if st is not None:
+            draw_marker(draw, (x + r + 1, yy + line / 2 - 1), st, r, width=2)
+            count_xy[name] = (int(x + 2 * r + fs // 2 + f.getlength(name + " ")), yy)
+        else:  # a region: a dashed box in its outline colour, wider than any marker
+            _dashed_box(draw, (x - 2, yy + line * 0.25, x + 2 * r + 4, yy + line * 0.75),
+                        REGION_COLOURS.get(name, TEXT_RGB), dash=max(2, fs // 6))
+        draw.text((x + 2 * r + fs // 2 + 2, yy), name, font=f, fill=TEXT_RGB)
     y += n_rows_cls * line
-    if regions:
-        x = pad
-        for name, w in zip(regions, region_w, strict=True):
-            rgb = REGION_COLOURS.get(name, TEXT_RGB)
-            draw.rectangle([x, y + line * 0.2, x + fs, y + line * 0.75], outline=rgb, width=2)
-            draw.text((x + fs + fs // 2, y), name, font=f, fill=TEXT_RGB)
-            x += w + fs
-        y += line
     # CAM colour bar: the colours drawn for heat heat_floor .. 1, then the caption
     bar_w, bar_h = int(width * 0.22), int(line * 0.55)
     x0, yb = pad + int(f.getlength(f"{heat_floor:g} ")), y + (line - bar_h) // 2

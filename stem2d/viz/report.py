@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from stem2d.viz.style import class_styles, describe_class, drawn_classes
+from stem2d.viz.style import class_style, class_styles, describe_class, drawn_classes
 
 log = logging.getLogger(__name__)
 
 #: Plots of a run folder shown in the report, in this order, with their captions.
 PLOTS = (
-    ("counts.png", "Defects per class in each frame"),
-    ("evolution/evolution_broom.png", "Positions through time (drift-corrected)"),
+    ("counts.png", "Defects per class in each frame (and vs dose)"),
     ("evolution/evolution_occupancy.png", "Where each class sits, all frames"),
+    ("evolution/evolution_broom.png", "Positions through time (drift-corrected)"),
     ("evolution/evolution_transitions.png", "Class changes along tracks"),
     ("evolution/evolution_msd.png", "Mean squared displacement (diffusion)"),
 )
@@ -106,6 +106,11 @@ def _legend(summary: Mapping) -> str:
         total = int(totals.get(name, 0))
         rows.append([f"{_svg_marker(st.marker, st.hex)} <b>{html.escape(name)}</b>", html.escape(meaning),
                      f"{total:,}", f"{total / n_frames:.1f}"])
+    unknown = int(summary.get("unconfirmed_candidates") or 0)
+    if unknown and "unknown" not in totals:
+        st = class_style("unknown")
+        rows.append([f"{_svg_marker(st.marker, st.hex)} <b>unknown</b>", "a candidate site the classifier or the "
+                     "column evidence did not confirm (not counted above)", f"{unknown:,}", f"{unknown / n_frames:.1f}"])
     return _table(["class", "what it is", "detections", "per frame"], rows)
 
 
@@ -156,6 +161,15 @@ def _overlay_frames(run_dir: Path, frames: Mapping[int, np.ndarray] | None) -> d
     return out
 
 
+def _wide(png: Path) -> str:
+    """Figures much wider than tall (two panels, a row of classes) take the whole row."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        w, h = im.size
+    return ' style="grid-column:1/-1"' if w > 1.6 * h else ""
+
+
 def build_report(run_dir: str | os.PathLike, summary: Mapping, *, metrics: Mapping | None = None,
                  overlay_frames: Mapping[int, np.ndarray] | None = None) -> str:
     """The HTML text of a run's report.
@@ -202,7 +216,7 @@ def build_report(run_dir: str | os.PathLike, summary: Mapping, *, metrics: Mappi
                   f'<div class="frames">{figs}</div>']
     plots = [(p, c) for p, c in PLOTS if (run_dir / p).is_file()]
     if plots:
-        figs = "".join(f'<figure><img src="{_data_uri((run_dir / p).read_bytes(), "image/png")}">'
+        figs = "".join(f'<figure{_wide(run_dir / p)}><img src="{_data_uri((run_dir / p).read_bytes(), "image/png")}">'
                        f"<figcaption>{esc(c)} (<a href='{p}'>{p}</a>)</figcaption></figure>" for p, c in plots)
         parts += ["<h2>Plots</h2>", f'<div class="plots">{figs}</div>']
     if metrics:

@@ -83,12 +83,13 @@ KNOWN: dict[str, tuple[tuple[int, int, int], str]] = {
     # W on an S2 column in the WS2 set but W on a Mo site in the MoS2 set: a style of its own
     "w_dopant": (_C["purple"], "diamond"),
 }
-#: Outline colours of region masks in the overlay (and their napari / report legends).
+#: Outline colours of region masks (overlay, napari, report): neutral tones and Tol's sand and
+#: rose, outside the class palette, drawn dashed, so a region never reads as a class marker.
 REGION_COLOURS: dict[str, tuple[int, int, int]] = {
-    "hole": (86, 180, 233),
-    "contamination": (240, 228, 66),
-    "edge": (0, 158, 115),
-    "amorphous": (204, 121, 167),
+    "hole": (255, 255, 255),
+    "edge": (150, 150, 150),
+    "contamination": (221, 204, 119),
+    "amorphous": (204, 102, 119),
 }
 #: Perceptual colour map of the CAM heat map (overlay, colour bar, napari).
 HEAT_COLORMAP = "magma"
