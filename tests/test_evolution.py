@@ -361,3 +361,21 @@ def test_streamed_drift_recovers_known_shifts():
     for frame in movie:
         tracker.add(frame)
     np.testing.assert_allclose(tracker.drift, -np.array(offsets, float), atol=0.1)
+
+
+def test_streamed_drift_of_large_frames_uses_their_centre():
+    """Frames over max_side_px are cut to their centre (bounded memory); the drift is the same."""
+    from stem2d.evolution.drift import DriftTracker
+
+    base = np.random.default_rng(4).random((140, 150))
+    offsets = [(0, 0), (2, -1), (3, 2)]
+    movie = [base[10 + r:130 + r, 10 + c:140 + c] for r, c in offsets]
+    full, cropped = DriftTracker(max_side_px=None), DriftTracker(max_side_px=64)
+    for frame in movie:
+        full.add(frame)
+        cropped.add(frame)
+    assert cropped._window.shape == (64, 64)
+    np.testing.assert_allclose(cropped.drift, -np.array(offsets, float), atol=0.1)
+    np.testing.assert_allclose(cropped.drift, full.drift, atol=0.1)
+    with pytest.raises(ValueError, match="max_side_px"):
+        DriftTracker(max_side_px=4)
