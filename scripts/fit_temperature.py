@@ -35,6 +35,13 @@ def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
 
 
+def _shown(path: str) -> str:
+    """The checkpoint path as recorded: relative to the checkout when inside it (no machine paths)."""
+    p = Path(path).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ckpt", nargs="?", default=str(bundled_classifier_path("WS2")))
@@ -56,7 +63,7 @@ def main() -> None:
             "ece_before": expected_calibration_error(probs, labels),
             "ece_after": expected_calibration_error(scaled, labels),
             "accuracy": float((probs.argmax(1) == labels).mean()),
-            "command": f"python scripts/fit_temperature.py {args.ckpt} --material {args.material} "
+            "command": f"python scripts/fit_temperature.py {_shown(args.ckpt)} --material {args.material} "
                        f"--classes {args.classes} --tiles {args.tiles} --seed {args.seed}"}
     path = save_temperature(args.ckpt, t, **info)
     log.info("temperature %.3f: ECE %.4f -> %.4f, NLL %.4f -> %.4f (%s)", t, info["ece_before"],

@@ -1,7 +1,7 @@
 """One-command benchmark: ``python -m stem2d.bench`` writes ``docs/results.md`` and its PNGs.
 
 Sections (:data:`~stem2d.bench.config.SECTIONS`): the tile classifiers on held-out simulated
-tiles, the movie pipeline on synthetic movies, the defect-evolution analysis against the
+tiles, the calibration of their probabilities, the movie pipeline on synthetic movies, the defect-evolution analysis against the
 generator's truth, speed, and the real MoS2 frames against their column labels.
 :func:`run_benchmark` is the library entry point; the command
 line is in :mod:`stem2d.bench.__main__`.
@@ -31,14 +31,15 @@ log = logging.getLogger(__name__)
 
 
 def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
-    from stem2d.bench import classifier, evolution, pipeline, real, speed
+    from stem2d.bench import calibration, classifier, evolution, pipeline, real, speed
 
     start = time.perf_counter()
     log.info("section %s ...", name)
     if name == "classifier":
         sec = classifier.run(cfg, ckpts, out)
     else:
-        module = {"pipeline": pipeline, "evolution": evolution, "speed": speed, "real": real}[name]
+        module = {"calibration": calibration, "pipeline": pipeline, "evolution": evolution, "speed": speed,
+                  "real": real}[name]
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         sec = module.run(cfg, ckpts, out, folder)

@@ -17,7 +17,7 @@ import stem2d
 from stem2d.models.loading import weights_dir
 
 #: Sections in report order.
-SECTIONS: tuple[str, ...] = ("classifier", "pipeline", "evolution", "speed", "real")
+SECTIONS: tuple[str, ...] = ("classifier", "calibration", "pipeline", "evolution", "speed", "real")
 DEFAULT_SEED = 2024
 
 
