@@ -35,6 +35,7 @@ from stem2d.io.tables import read_detections
 from stem2d.lattice.sampling import check_pixel_size, plan_resample
 from stem2d.models.divergence import DivergenceGuard, TrainingDiverged
 from stem2d.models.loading import bundled_classifier_path, load_classifier
+from stem2d.models.pixel import load_pixel_predictor
 from stem2d.output.rundir import CLAIM_FILE, claim_run_dir
 from stem2d.pipeline.schema import INFER, TRAIN, Check, check_value, validate
 from stem2d.pipeline.tiles import run_tiles
@@ -114,6 +115,11 @@ CASES = [
     ("resume-text",            "resume",     "text_ckpt",                              r"ckpt_path=.*text_ckpt\.ckpt.*weights_only=True"),
     ("resume-slim-export",     "resume",     "bundled_classifier",                     r"ckpt_path=.*cam_cnn_ws2\.ckpt.*weights only.*train=false"),
     ("resume-missing",         "resume",     "missing_ckpt",                           r"ckpt_path=.*nothing\.ckpt.*no such file"),
+    # checkpoints given to infer.py as unet_ckpt_path (stem2d.models.pixel.load_pixel_predictor)
+    ("unet-pickle",            "unet",       "pickle_payload",                         r"U-Net checkpoint .*pickle_payload\.pkl.*unet_ckpt_path.*weights_only=True"),
+    ("unet-text",              "unet",       "text_ckpt",                              r"U-Net checkpoint .*text_ckpt\.ckpt.*weights_only=True"),
+    ("unet-classifier",        "unet",       "bundled_classifier",                     r"cam_cnn_ws2\.ckpt.*holds a CamNet network.*ckpt_path="),
+    ("unet-missing",           "unet",       "missing_ckpt",                           r"U-Net checkpoint .*nothing\.ckpt.*does not exist"),
     # run folders (stem2d.output.rundir)
     ("rundir-claimed",         "rundir",     "claimed_by_other",                       r"hydra\.run\.dir=.*claimed.*already used by another run \(pid 999999 on other-host, started 2026-01-01 00:00:00"),
     ("rundir-under-file",      "rundir",     "under_a_file",                           r"hydra\.run\.dir=.*lies under .*a_file'.*which is a file"),
@@ -130,7 +136,7 @@ CASES = [
 ]
 
 
-MAKERS_RUNNERS = ("read", "read_lazy", "tiles", "resume", "rundir")
+MAKERS_RUNNERS = ("read", "read_lazy", "tiles", "resume", "unet", "rundir")
 
 
 def _ids(cases):
@@ -266,6 +272,8 @@ def _run(runner: str, given, tmp_path: Path) -> None:
         run_tiles(_compose("infer", [f"tiles={given}"], tmp_path))
     elif runner == "resume":
         check_checkpoint(str(given), load_classifier(), resume=True)
+    elif runner == "unet":
+        load_pixel_predictor(given)
     elif runner == "rundir":
         claim_run_dir(given)
     elif runner == "pixel_size":

@@ -291,12 +291,22 @@ def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> Pixe
         The file is not a PixelPredictor checkpoint or names an unknown network.
     """
     path = Path(path)
+    what = f"U-Net checkpoint {str(path)!r} (unet_ckpt_path)"
     if not path.is_file():
-        raise FileNotFoundError(f"pixel-model checkpoint {str(path)!r} does not exist")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    spec = ckpt.get("stem2d", {}).get("net")
-    if spec is None or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a PixelPredictor checkpoint (no 'stem2d.net' spec or state_dict)")
+        raise FileNotFoundError(f"{what} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ValueError(f"{what} is not a checkpoint that loads safely with weights_only=True: a pickle "
+                         f"with code, a text file or a damaged file ({type(err).__name__})") from err
+    stem2d_entry = ckpt.get("stem2d") if isinstance(ckpt, dict) else None
+    spec = stem2d_entry.get("net") if isinstance(stem2d_entry, dict) else None
+    if not isinstance(spec, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{what} is not a stem2d PixelPredictor checkpoint (no 'stem2d.net' spec or state_dict)")
+    if spec.get("name", "UNet") != "UNet":
+        raise ValueError(f"{what} holds a {spec.get('name')} network (a tile classifier?), not the U-Net pixel "
+                         "predictor; a classifier goes to ckpt_path=, a U-Net from train.py experiment=exp_unet "
+                         "to unet_ckpt_path=")
     net: UNet = build_unet(spec)
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
     model = PixelPredictor(net, **hparams)
