@@ -164,15 +164,17 @@ def fit_lattice(
     rows, cols = np.arange(img.shape[0])[:, None], np.arange(img.shape[1])[None, :]
     centred = img - img.mean()
     # the Bragg filter works on a grid coarser than the lattice period (no aliasing of the other
-    # reflections into the band) and is interpolated back: ~20x less work than at full sampling
+    # reflections into the band); the smooth phase and amplitude are interpolated back
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
-    frac, amp = [], np.zeros(img.shape)
+    upsample = _upsampler(img.shape, step)
+    frac, amp = [], 0.0
     for k, gk in enumerate((g1, g2, g2 - g1)):
         wave = np.exp(-2j * np.pi * (gk[0] * rows + gk[1] * cols))
         local = _local_amplitude(centred * wave, resolution_px / 2, step)
-        amp += np.abs(local)
+        amp = amp + np.abs(local)
         if k < 2:
-            frac.append(gk[0] * rows + gk[1] * cols + _unwrap_smooth(np.angle(local), resolution_px) / (2 * np.pi))
+            frac.append(gk[0] * rows + gk[1] * cols + upsample(unwrap_phase(np.angle(local))) / (2 * np.pi))
+    amp = upsample(amp)
     frac = np.stack(frac)
     bragg = amp / max(float(np.median(amp)), 1e-12)
     smooth = ndimage.gaussian_filter(img, 0.25 * material.mx_distance_A / pixel_size_A)
@@ -281,8 +283,8 @@ def quantify_columns(
 
 def _local_amplitude(demod: np.ndarray, sigma_px: float, step: int) -> np.ndarray:
     """Gaussian low-pass (``sigma_px``) of a complex image as a normalised convolution with zero
-    padding (frame edges need no window), computed on ``step``-px block means and interpolated
-    back to full sampling."""
+    padding (frame edges need no window), on ``step``-px block means: the coarse grid of
+    :func:`_upsampler`."""
     h, w = demod.shape
     hb, wb = -(-h // step), -(-w // step)
     padded = np.zeros((hb * step, wb * step), dtype=complex)
@@ -293,14 +295,18 @@ def _local_amplitude(demod: np.ndarray, sigma_px: float, step: int) -> np.ndarra
     weight = inside.reshape(hb, step, wb, step).sum(axis=(1, 3))
     s = sigma_px / step
     norm = ndimage.gaussian_filter(weight, s, mode="constant")
-    low = (ndimage.gaussian_filter(blocks.real, s, mode="constant")
-           + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / np.maximum(norm, 1e-12)
+    return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
+            + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / np.maximum(norm, 1e-12)
+
+
+def _upsampler(shape: tuple[int, int], step: int):
+    """Linear interpolation from the ``step``-px block grid of :func:`_local_amplitude` back to
+    full sampling (block b holds pixels b*step .. b*step+step-1, centre (b + 0.5) * step - 0.5)."""
     if step == 1:
-        return low
-    # block b holds pixels b*step .. b*step+step-1: its centre is at (b + 0.5) * step - 0.5
-    coords = np.meshgrid((np.arange(h) + 0.5) / step - 0.5, (np.arange(w) + 0.5) / step - 0.5, indexing="ij")
-    return (ndimage.map_coordinates(low.real, coords, order=1, mode="nearest")
-            + 1j * ndimage.map_coordinates(low.imag, coords, order=1, mode="nearest"))
+        return lambda a: np.asarray(a, dtype=np.float64)
+    coords = np.meshgrid((np.arange(shape[0]) + 0.5) / step - 0.5, (np.arange(shape[1]) + 0.5) / step - 0.5,
+                         indexing="ij")
+    return lambda a: ndimage.map_coordinates(np.asarray(a, dtype=np.float64), coords, order=1, mode="nearest")
 
 
 def _strain(frac: np.ndarray, basis: np.ndarray, on_lattice: np.ndarray) -> float:
@@ -317,17 +323,6 @@ def _strain(frac: np.ndarray, basis: np.ndarray, on_lattice: np.ndarray) -> floa
     d = deform[mask]
     spread = np.linalg.norm(d - np.median(d, axis=0), axis=(1, 2))
     return float(np.percentile(spread, 95))
-
-
-def _unwrap_smooth(phase: np.ndarray, resolution_px: float) -> np.ndarray:
-    """Unwrap a phase that varies slowly (over ``resolution_px``): unwrapped on a coarse grid
-    (``skimage.restoration.unwrap_phase``), then each pixel takes the nearest branch."""
-    step = max(1, int(resolution_px // 6))
-    coarse = unwrap_phase(phase[::step, ::step])
-    if step > 1:
-        zoom = (phase.shape[0] / coarse.shape[0], phase.shape[1] / coarse.shape[1])
-        coarse = ndimage.zoom(coarse, zoom, order=1, grid_mode=True, mode="nearest")[:phase.shape[0], :phase.shape[1]]
-    return phase + 2 * np.pi * np.rint((coarse - phase) / (2 * np.pi))
 
 
 def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
