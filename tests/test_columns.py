@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +136,10 @@ def test_hole_has_low_fit_quality():
     assert inside["fit_quality"].max() < outside["fit_quality"].quantile(0.01)
 
 
-def test_same_frame_same_table_and_fast():
+def test_same_frame_same_table():
+    # speed is measured by the benchmark (speed section), not asserted here
     frame = _frame(_lattice(shape=(512, 512)), shape=(512, 512))
-    quantify_columns(frame, material=WS2, pixel_size_A=PS)
-    t = time.perf_counter()
     a = quantify_columns(frame, material=WS2, pixel_size_A=PS).table
-    assert time.perf_counter() - t < 3.0  # ~0.2 s on one idle core; generous for a busy machine
     b = quantify_columns(frame, material=WS2, pixel_size_A=PS).table
     assert a.equals(b)
 

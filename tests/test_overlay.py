@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -92,23 +91,6 @@ def test_footer_is_cached_and_texts_are_readable():
     assert a.font_px >= 18  # 13 px or more in the 480 px GIF
     assert vdraw.frame_text(7, n_frames=20, dose_per_frame=5e4) == "frame 7 (of 20) · 4.0·10⁵ e/Å²"
     assert vdraw.nice_length_nm(512, 0.2) == 2.0 and vdraw.nice_length_nm(512, 0.05) == 0.5
-
-
-def test_overlay_is_fast():
-    """A 512 x 512 frame with 40 markers and heat: well inside the 10 frames/s loop (~5 ms measured)."""
-    rng = np.random.default_rng(1)
-    frame = rng.poisson(50, size=(512, 512)).astype(np.float32)
-    heat = np.clip(rng.random((512, 512)).astype(np.float32) - 0.5, 0, 1)
-    pts = rng.uniform(20, 490, size=(40, 2))
-    labels = rng.integers(1, 5, size=40)
-    r = OverlayRenderer(NAMES, pixel_size_A=0.17, n_frames=100)
-    r.render(frame, heat, pts, labels, index=0)
-    times = []
-    for k in range(5):
-        t = time.perf_counter()
-        r.render(frame, heat, pts, labels, index=k)
-        times.append(time.perf_counter() - t)
-    assert np.median(times) < 0.05, f"{np.median(times) * 1000:.1f} ms per frame"
 
 
 @pytest.mark.parametrize("marker_class", ["s_vacancy", "w_dopant", "unknown", "adatom"])
