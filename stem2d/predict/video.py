@@ -34,9 +34,14 @@ class OverlayMovieWriter:
     gif_max_px : int, default 480
         The GIF is downscaled so its longer side is at most this (GIFs are large); 480 keeps the
         overlay footer's text (1/25 of the frame width) at 13 px or more for a square frame.
+    preset : str, default "superfast"
+        x264 speed preset. On overlay frames ``superfast`` costs ffmpeg ~1/3 of the CPU of x264's
+        default ``medium`` (the encoder runs beside the frame loop on the same cores) for a
+        slightly smaller file; ``ultrafast`` is faster still but ~40 % larger.
     """
 
-    def __init__(self, out_dir, *, stem: str = "overlay", fps: float = 10.0, gif_max_px: int = 480):
+    def __init__(self, out_dir, *, stem: str = "overlay", fps: float = 10.0, gif_max_px: int = 480,
+                 preset: str = "superfast"):
         out_dir = Path(out_dir)
         self.final = [out_dir / f"{stem}.mp4", out_dir / f"{stem}.gif"]
         self.partial = [out_dir / f".{stem}.partial.mp4", out_dir / f".{stem}.partial.gif"]
@@ -44,7 +49,7 @@ class OverlayMovieWriter:
         self.n_frames = 0
         self._mp4 = imageio.get_writer(self.partial[0], fps=fps, codec="libx264", quality=7,
                                        macro_block_size=1, pixelformat="yuv420p",
-                                       ffmpeg_log_level="error")
+                                       ffmpeg_log_level="error", output_params=["-preset", str(preset)])
         self._gif_frames: list[Image.Image] = []
         self._gif_duration_ms = 1000.0 / fps
 
