@@ -81,6 +81,9 @@ def test_napari_opens_a_run_headless(tmp_path):
         assert not viewer.layers["CAM heat"].visible
         shot = viewer.screenshot(canvas_only=True)
         assert shot.ndim == 3 and shot.std() > 1
+        _, widget = viewer.window.add_plugin_dock_widget("stem2d", "Find defects")
+        assert widget.material.value == "WS2" and widget.threshold.value == 0.5
+        assert widget.image.value is viewer.layers["movie.npy"]  # the image layer is offered
     finally:
         viewer.close()
 
