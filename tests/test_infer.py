@@ -46,6 +46,9 @@ def test_synthetic_movie_end_to_end(tmp_path):
     for name in ("overlay.mp4", "overlay.gif", "counts.png", "evolution/evolution.json"):
         assert (tmp_path / name).is_file(), name
     assert not (tmp_path / "evolution" / "evolution_counts.png").exists()  # counts.png, once
+    heat = np.load(tmp_path / "cam_heat.npy")
+    assert heat.dtype == np.uint8 and heat.shape[0] == 3 and heat.max() > 0  # napari's CAM layer
+    assert "<h2>Classes</h2>" in (tmp_path / "report.html").read_text()
     assert summary["n_frames"] == 3
 
 

@@ -34,7 +34,8 @@ from stem2d.predict.evidence import ADATOM, UNKNOWN
 from stem2d.predict.evidence_step import write_regions
 from stem2d.predict.frame import analyze_frame
 from stem2d.predict.overlay import OverlayRenderer
-from stem2d.predict.video import OverlayMovieWriter
+from stem2d.predict.regions import REGION_KINDS
+from stem2d.predict.video import HeatStackWriter, OverlayMovieWriter
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,12 @@ def run_movie(cfg: DictConfig) -> dict:
     period_px = material.a_A / pixel_size_A
     tracker = DriftTracker(max_step_px=max(1.0, 0.45 * period_px), highpass_sigma_px=period_px)
     video = OverlayMovieWriter(out, fps=float(cfg.outputs.fps)) if cfg.outputs.video else None
+    # the CAM heat maps beside the movie (napari's hidden layer), binned to ~the CAMs' 0.3 A/px
+    heat_out = None if video is None else HeatStackWriter(
+        out, n_frames=n_frames, frame_shape=first.shape, bin_px=max(1, round(CANONICAL_PIXEL_SIZE_A / pixel_size_A)))
     renderer = OverlayRenderer(class_names, pixel_size_A=pixel_size_A, n_frames=n_frames,
-                               dose_per_frame=cfg.get("dose_per_frame"))
+                               dose_per_frame=cfg.get("dose_per_frame"),
+                               region_names=REGION_KINDS[1:] if evidence is not None else ())
     overlay_samples, steps = {}, {}
     # a fixed number of torch threads (1 by default: on 2 cores a second torch thread gains
     # little for these small networks and collapses when another process shares the CPU)
@@ -386,6 +391,8 @@ def run_movie(cfg: DictConfig) -> dict:
                     base_rows.append(_result_table(k, bres, class_names))
                     t = timer.add("baseline", t)
                 rgb, seconds = _post_frame(k, frame, shown, tracker, video, renderer)
+                if heat_out is not None and res.heat is not None:
+                    heat_out.append(res.heat)
                 for stage, sec in seconds.items():
                     timer.seconds[stage] = timer.seconds.get(stage, 0.0) + sec
                 if rgb is not None and k in (0, n_frames // 2, n_frames - 1):
@@ -394,11 +401,13 @@ def run_movie(cfg: DictConfig) -> dict:
     except BaseException:
         if video is not None:
             video.abort()
+            heat_out.abort()
         raise
     finally:
         torch.set_num_threads(threads_before)
     if video is not None:
         video.close()
+        heat_out.close()
     loop_s = time.perf_counter() - loop_start
     t = timer.add("video_close", t)
     # end-to-end speed of the pipeline itself (the scoring baseline is extra work)
@@ -453,9 +462,13 @@ def run_movie(cfg: DictConfig) -> dict:
     summary["frame_loop_s"] = loop_s
     summary["frames_per_s"] = n_frames / analysed_s if analysed_s > 0 else None
     summary["peak_rss_mb"] = _peak_rss_mb()
+    from stem2d.viz.report import write_report
+
+    report = write_report(out, rounded(to_plain(summary)), overlay_frames=overlay_samples)
     _write_json(out / "summary.json", summary)
     log.info("%d defects in %d frames (%.1f frames/s) -> %s", len(detections), n_frames,
              summary["frames_per_s"] or 0.0, out)
+    log.info("report: %s", report.resolve().as_uri())
     return summary
 
 
