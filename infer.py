@@ -2,7 +2,7 @@
 
     python infer.py                                    # synthetic WS2 movie with truth, bundled weights
     python infer.py movie=path/to/movie.dm4            # your movie (.dm3/.dm4 .emd .tif .npy .npz .h5 .mp4 .gif, folder)
-    python infer.py movie=... pixel_size_A=0.12 material=WS2 mode=grid
+    python infer.py movie=... pixel_size_A=0.12 material=WS2 detector=grid
     python infer.py tiles=tiles.npy [ckpt_path=...]    # -> <run folder>/predictions.csv
 """
 
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     # Imported here, not at the top: --help, --cfg and config errors answer without torch.
     from stem2d.pipeline.cli import run_friendly
-    from stem2d.pipeline.infer_movie import run_movie
+    from stem2d.pipeline.infer import run_movie
     from stem2d.pipeline.tiles import run_tiles
 
     # several movies (-m): a bad one is logged in its run folder and the others go on

@@ -1,4 +1,4 @@
-"""End-to-end speed of ``python infer.py`` (:func:`stem2d.pipeline.infer_movie.run_movie`).
+"""End-to-end speed of ``python infer.py`` (:func:`stem2d.pipeline.infer.run_movie`).
 
 Usage::
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     """Run the pipeline once and return the measurements."""
     import torch
 
-    from stem2d.pipeline.infer_movie import run_movie
+    from stem2d.pipeline.infer import run_movie
     from stem2d.pipeline.utils import compose_job
 
     overrides = _synthetic_overrides(args) + [
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="folder of rendered movies (--source file)")
     parser.add_argument("--out", default=None, help="run folder (default: a fresh temporary folder)")
     parser.add_argument("--json", default=None, help="also write the measurements here")
-    parser.add_argument("override", nargs="*", help="extra Hydra overrides, e.g. baseline=null")
+    parser.add_argument("override", nargs="*", help="extra Hydra overrides, e.g. score.baseline=null")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = run(args)

@@ -121,7 +121,7 @@ def test_huge_and_constant_values_read_fine(tmp_path):
 
 
 def test_config_typo_names_the_key(tmp_path):
-    proc = subprocess.run([sys.executable, "infer.py", "detect.treshold=0.3", f"hydra.run.dir={tmp_path}"],
+    proc = subprocess.run([sys.executable, "infer.py", "detector.treshold=0.3", f"hydra.run.dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "treshold" in proc.stderr

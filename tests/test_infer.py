@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stem2d.pipeline.infer_movie import run_movie
+from stem2d.pipeline.infer import run_movie
 from stem2d.pipeline.utils import compose_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_movie_file_with_truth_and_grid_mode(tmp_path):
     movie = simulate_movie(MovieConfig(n_frames=2, frame_shape=(192, 192), pixel_size_A=0.3), rng=5)
     path = write_movie(movie, tmp_path / "in" / "movie.tif")
     out = tmp_path / "run"
-    run_movie(compose_infer(out, SMALL + [f"movie={path}", "mode=grid", "outputs.video=false",
+    run_movie(compose_infer(out, SMALL + [f"movie={path}", "detector=grid", "outputs.video=false",
                                           "outputs.evolution=false"]))
     assert (out / "truth.csv").is_file()
     det = pd.read_csv(out / "detections.csv")
@@ -85,15 +85,15 @@ def test_flat_movie_without_lattice_is_rejected(tmp_path):
     flat = tmp_path / "flat.npy"
     np.save(flat, np.random.default_rng(0).poisson(20, size=(2, 128, 128)).astype(np.float32))
     with pytest.raises(ValueError, match="lattice"):
-        run_movie(compose_infer(tmp_path / "run", SMALL + [f"movie={flat}", "mode=lattice"]))
+        run_movie(compose_infer(tmp_path / "run", SMALL + [f"movie={flat}", "detector=lattice"]))
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_crash_mid_movie_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     """A failure at frame 2 of 3 leaves no detections, no summary and no finished movie."""
-    import stem2d.pipeline.infer_movie as infer_movie
+    import stem2d.predict.frame as frame_analysis
 
-    real = infer_movie.analyze_frame
+    real = frame_analysis.analyze_frame
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -102,9 +102,9 @@ def test_crash_mid_movie_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
             raise RuntimeError("simulated crash at frame 2")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(infer_movie, "analyze_frame", failing)
+    monkeypatch.setattr(frame_analysis, "analyze_frame", failing)
     with pytest.raises(RuntimeError, match="frame 2"):
-        run_movie(compose_infer(tmp_path, SMALL + ["outputs.video=true", "baseline=null"]))
+        run_movie(compose_infer(tmp_path, SMALL + ["outputs.video=true", "score.baseline=null"]))
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".hydra"))
     for name in ("detections.csv", "summary.json", "metrics.json", "overlay.mp4", "overlay.gif"):
         assert name not in left, left
@@ -115,20 +115,23 @@ def test_each_material_gets_its_bundled_classifier_or_a_warning(caplog):
     """ckpt_path wins; WS2 and materials without weights fall back to the WS2 weights (with a
     warning for the latter); MoS2 gets its own weights when the MoS2 class set is configured."""
     from stem2d.classes import ClassSet
-    from stem2d.models.loading import bundled_classifier_path, load_classifier
-    from stem2d.pipeline.infer_movie import _classifier_path
+    from stem2d.models.loading import (
+        bundled_classifier_path,
+        classifier_path_for,
+        load_classifier,
+    )
 
     ws2 = ClassSet.from_mapping(None).names
-    assert _classifier_path("my.ckpt", "MoS2", ws2) == "my.ckpt"
-    assert _classifier_path(None, "WS2", ws2) is None
+    assert classifier_path_for("MoS2", ws2, "my.ckpt") == "my.ckpt"
+    assert classifier_path_for("WS2", ws2, None) is None
     with caplog.at_level("WARNING"):
-        assert _classifier_path(None, "WSe2", ws2) is None
+        assert classifier_path_for("WSe2", ws2, None) is None
     assert "no bundled classifier for WSe2" in caplog.text
     mos2 = bundled_classifier_path("MoS2")
     mos2_names = load_classifier(mos2).class_names
     assert "mo_vacancy" in mos2_names
-    assert _classifier_path(None, "MoS2", mos2_names) == str(mos2)
+    assert classifier_path_for("MoS2", mos2_names, None) == str(mos2)
     caplog.clear()
     with caplog.at_level("WARNING"):
-        assert _classifier_path(None, "MoS2", ws2) is None      # WS2 classes configured: keep WS2 weights
+        assert classifier_path_for("MoS2", ws2, None) is None      # WS2 classes configured: keep WS2 weights
     assert "classes=mos2" in caplog.text

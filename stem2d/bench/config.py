@@ -52,12 +52,12 @@ class BenchConfig:
     ``n_tiles_per_dose`` tiles with only shot/detector noise at each of ``dose_counts`` (W-peak
     counts at 0.3 A/px). Pipeline: ``n_movies`` x ``movie_doses_e_per_A2`` synthetic movies
     of ``movie_frames`` frames of ``frame_shape`` px (``default_dose_e_per_A2`` is the headline
-    row), plus ``grid_frames`` frames in ``mode=grid``. Evolution: one movie of
+    row), plus ``grid_frames`` frames in ``detector=grid``. Evolution: one movie of
     ``evolution_frames`` frames, truth jittered by ``localisation_noise_A``. Speed: counts of
     simulated tiles, frames, training steps (batch ``train_batch``), inferred tiles, the U-Net
     frame side ``unet_frame_px`` and end-to-end frames (``python infer.py`` in a subprocess when
     ``e2e_subprocess``, else ``run_movie`` in this process). ``detect_tile_px`` overrides the
-    pipeline's U-Net tile (``detect.tile_px``; None keeps conf/infer.yaml's). Real: the first
+    pipeline's U-Net tile (``detector.tile_size_px``; None keeps conf/detector/unet.yaml's). Real: the first
     ``real_frames`` labelled real MoS2 frames (``stem2d.bench.real``).
     """
 

@@ -4,7 +4,7 @@ One longer synthetic movie. (a) Its truth defects, jittered by a small localisat
 through :func:`stem2d.evolution.evolve` with the rendered frames (drift from the lattice): this
 isolates the evolution code from the models. Dopant configurations A/B are kept as two classes
 there, so the Mo switching probabilities can be measured. (b) The whole pipeline (``run_movie``,
-``mode=unet``) on the same movie. Both are scored with ``link_recovery`` and against
+``detector=unet``) on the same movie. Both are scored with ``link_recovery`` and against
 ``movie.params`` and ``movie.drift_px``.
 """
 
@@ -90,7 +90,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
         f"{cfg.frame_shape[0]}x{cfg.frame_shape[1]} px at {px:.4f} A/px, dose {cfg.default_dose_e_per_A2:g} "
         f"e/A^2, {len(truth)} true defect points. 'evolve on truth': truth positions + Gaussian noise "
         f"sigma {cfg.localisation_noise_A} A (seed {cfg.evolution_seed}), dopant configurations A/B as two "
-        f"classes, drift from the rendered frames. 'pipeline': `run_movie` mode=unet on the same movie "
+        f"classes, drift from the rendered frames. 'pipeline': `run_movie` detector=unet on the same movie "
         f"(checkpoints `{ckpts.cam_cnn}`, `{ckpts.unet}`). Matches within 1.5 A; bootstrap seed {cfg.seed}.")
     if pipe is None:
         sec.paragraphs.append(f"Pipeline columns: **{NOT_AVAILABLE}** (missing checkpoint).")
@@ -105,7 +105,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
 
 
 def _pipeline(cfg, ckpts, ov, run_dir: Path, truth, drift_true, match_px) -> dict:
-    summary = movies.run(cfg, [*movies.model_overrides(ckpts), *ov, "mode=unet", "baseline=null",
+    summary = movies.run(cfg, [*movies.model_overrides(ckpts), *ov, "score.baseline=null",
                                "outputs.evolution=true"], run_dir=run_dir)
     tracks = pd.read_csv(run_dir / "evolution" / "tracks.csv")
     ev = summary["evolution"]

@@ -1,4 +1,4 @@
-"""Run the movie pipeline (``stem2d.pipeline.infer_movie.run_movie``) on synthetic movies.
+"""Run the movie pipeline (``stem2d.pipeline.infer.run_movie``) on synthetic movies.
 
 Configs are composed from ``conf/infer.yaml`` with override strings, as ``python infer.py ...``
 does, so the benchmark measures exactly what the CLI runs.
@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from stem2d.bench.config import BenchConfig, Checkpoints
 from stem2d.classes import ClassSet
-from stem2d.pipeline import infer_movie
+from stem2d.pipeline import infer
 from stem2d.pipeline.utils import compose_job
 from stem2d.sim.movie import SyntheticMovie
 
@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 QUIET = ("outputs.video=false", "outputs.tensorboard=false", "outputs.progress=false")
 
 
-def movie_overrides(cfg: BenchConfig, *, seed: int, n_frames: int, dose_e_per_A2: float) -> list[str]:
-    """Overrides selecting one synthetic movie (the rest of ``conf/synthetic/ws2.yaml`` as is)."""
+def movie_overrides(cfg: BenchConfig, *, seed: int, n_frames: int, dose_e_per_A2: float,
+                    detector: str = "unet") -> list[str]:
+    """Overrides selecting one synthetic movie (the rest of ``conf/synthetic/ws2.yaml`` as is) and
+    the detector (``conf/detector/<detector>.yaml``; the U-Net with the benchmark's tile)."""
     rows, cols = cfg.frame_shape
     ov = [f"seed={int(seed)}", f"synthetic.n_frames={int(n_frames)}", f"synthetic.frame_shape=[{rows},{cols}]",
-          f"synthetic.dose_e_per_A2={float(dose_e_per_A2)!r}"]
-    if cfg.detect_tile_px is not None:
-        ov.append(f"detect.tile_px={int(cfg.detect_tile_px)}")
+          f"synthetic.dose_e_per_A2={float(dose_e_per_A2)!r}", f"detector={detector}"]
+    if detector == "unet" and cfg.detect_tile_px is not None:
+        ov.append(f"detector.tile_size_px={int(cfg.detect_tile_px)}")
     return ov
 
 
@@ -50,14 +52,14 @@ def run(cfg: BenchConfig, overrides: Sequence[str], *, run_dir: Path, quiet: boo
     returns its summary dict."""
     infer_cfg = compose_job("infer", [*(QUIET if quiet else ()), *overrides], run_dir=run_dir, conf_dir=cfg.conf_dir)
     log.info("run_movie %s -> %s", " ".join(overrides), run_dir)
-    return infer_movie.run_movie(infer_cfg)
+    return infer.run_movie(infer_cfg)
 
 
 def synthetic_movie(conf_dir: Path, overrides: Sequence[str], *, run_dir: Path) -> SyntheticMovie:
     """The synthetic movie (with truth) that ``run_movie`` sees for the same overrides."""
     infer_cfg = compose_job("infer", overrides, run_dir=run_dir, conf_dir=conf_dir)
     classes = ClassSet.from_mapping(OmegaConf.to_container(infer_cfg.classes, resolve=True))
-    return infer_movie.synthetic_movie(infer_cfg, classes)
+    return infer.synthetic_movie(infer_cfg, classes)
 
 
 def true_pixel_size(summary: dict) -> float:

@@ -1,8 +1,8 @@
 """Benchmark 2: the whole movie pipeline on synthetic movies with truth.
 
-``run_movie`` (``mode=unet``, scored beside its ``baseline=lattice`` Fourier-lattice detector
-with the same classifier) on ``n_movies`` seeds at each dose; ``mode=grid`` (the original
-study's windows on a grid) once, beside the Maksov FFT baseline (``baseline=fourier``).
+``run_movie`` (``detector=unet``, scored beside its ``score.baseline=lattice`` Fourier-lattice detector
+with the same classifier) on ``n_movies`` seeds at each dose; ``detector=grid`` (the original
+study's windows on a grid) once, beside the Maksov FFT baseline (``score.baseline=fourier``).
 Scores pool the matched / detected / true counts of all frames (``stem2d.predict.scoring``).
 """
 
@@ -53,12 +53,13 @@ def _runs(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> dict:
     for d, s in tqdm(jobs, desc="pipeline movies"):
         ov = [*movies.model_overrides(ckpts), *movies.movie_overrides(cfg, seed=s, n_frames=cfg.movie_frames,
                                                                        dose_e_per_A2=d),
-              "mode=unet", "baseline=lattice", "outputs.evolution=false"]
+              "score.baseline=lattice", "outputs.evolution=false"]
         out[(d, s)] = movies.run(cfg, ov, run_dir=work / f"unet_{d:g}_{s}")
     s0 = cfg.movie_seeds[0]
     ov = [*movies.model_overrides(ckpts), *movies.movie_overrides(cfg, seed=s0, n_frames=cfg.grid_frames,
-                                                                   dose_e_per_A2=cfg.default_dose_e_per_A2),
-          "mode=grid", "baseline=fourier", "outputs.evolution=false"]
+                                                                   dose_e_per_A2=cfg.default_dose_e_per_A2,
+                                                                   detector="grid"),
+          "score.baseline=fourier", "outputs.evolution=false"]
     out["grid"] = movies.run(cfg, ov, run_dir=work / "grid")
     return out
 
@@ -78,7 +79,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
         f"rotation per seed), {cfg.frame_shape[0]}x{cfg.frame_shape[1]} px, {cfg.movie_frames} frames, "
         f"movie seeds {list(seeds)}, doses {[f'{d:g}' for d in cfg.movie_doses_e_per_A2]} e/A^2 (headline "
         f"{d0:g}); checkpoints `{ckpts.cam_cnn}` and `{ckpts.unet}`; a detection matches a true defect "
-        f"within {head[0]['metrics']['match_dist_A']} A (Hungarian). `mode=grid` ran on seed {seeds[0]}, "
+        f"within {head[0]['metrics']['match_dist_A']} A (Hungarian). `detector=grid` ran on seed {seeds[0]}, "
         f"{cfg.grid_frames} frame(s), beside the Maksov FFT baseline. Baselines use the same classifier.")
     rows = [("unet (pipeline)", "pipeline", head, f"{len(seeds)} x {cfg.movie_frames}"),
             ("lattice (baseline)", "baseline", head, f"{len(seeds)} x {cfg.movie_frames}"),

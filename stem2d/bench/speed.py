@@ -140,7 +140,7 @@ def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, run_dir: Path) -> tuple[dic
     """
     ov = [*movies.model_overrides(ckpts), *movies.movie_overrides(
         cfg, seed=cfg.seed, n_frames=cfg.e2e_frames, dose_e_per_A2=cfg.default_dose_e_per_A2),
-        "mode=unet", "baseline=null", "outputs.video=true", "outputs.tensorboard=false", "outputs.progress=false"]
+        "score.baseline=null", "outputs.video=true", "outputs.tensorboard=false", "outputs.progress=false"]
     start = time.perf_counter()
     if not cfg.e2e_subprocess:
         summary = movies.run(cfg, ov, run_dir=run_dir, quiet=False)
@@ -207,7 +207,7 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     h, w = cfg.frame_shape
     how = "`python infer.py` (subprocess)" if cfg.e2e_subprocess else "`run_movie` (in the benchmark process)"
     t = Table(f"**End to end**: {how} on a synthetic movie of {cfg.e2e_frames} frames of {h}x{w} px "
-              f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, mode=unet, overlay video on, "
+              f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, detector=unet, overlay video on, "
               "no baseline, evolution on).", ["what", "value", "unit"])
     if not (ckpts.cam_cnn.is_file() and ckpts.unet.is_file()):
         t.add("frames per second", NOT_AVAILABLE, "frames/s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,12 @@ from stem2d.models.nets import build_net
 from stem2d.output.files import atomic_path
 from stem2d.output.plain import to_plain
 
-__all__ = ["BUNDLED_CHECKPOINT", "bundled_classifier_path", "export_checkpoint", "load_classifier", "weights_dir"]
+__all__ = [
+    "BUNDLED_CHECKPOINT", "bundled_classifier_path", "classifier_path_for", "export_checkpoint", "load_classifier",
+    "load_unet", "weights_dir",
+]
+
+log = logging.getLogger(__name__)
 
 #: File name of the bundled checkpoint inside the ``stem2d/weights`` package folder.
 BUNDLED_CHECKPOINT = "cam_cnn_ws2.ckpt"
@@ -37,6 +43,42 @@ def bundled_classifier_path(material: str) -> Path:
     """Where the bundled classifier of ``material`` lives (``stem2d/weights/cam_cnn_<material>.ckpt``;
     it may not exist: only WS2 and MoS2 ship)."""
     return weights_dir() / f"cam_cnn_{material.lower()}.ckpt"
+
+
+def classifier_path_for(material: str, class_names: Sequence[str], ckpt_path: str | Path | None = None
+                        ) -> str | None:
+    """The classifier checkpoint to load for ``material`` and the configured ``class_names``.
+
+    ``ckpt_path`` if given; else the bundled classifier of the material when it ships and has
+    these classes; else None (the bundled WS2 weights), with a warning saying why.
+    """
+    if ckpt_path is not None:
+        return str(ckpt_path)
+    own = bundled_classifier_path(material)
+    if material == "WS2":
+        return None
+    if not own.is_file():
+        log.warning("no bundled classifier for %s: using the WS2 weights (train one, e.g. "
+                    "python train.py experiment=mos2_cam_cnn, and pass ckpt_path=)", material)
+        return None
+    own_names = load_classifier(own).class_names
+    if tuple(own_names) != tuple(class_names):
+        log.warning("the bundled %s classifier has classes %s; add classes=%s to use it. Using the "
+                    "WS2 weights", material, list(own_names), material.lower())
+        return None
+    return str(own)
+
+
+def load_unet(ckpt_path: str | Path | None = None) -> torch.nn.Module:
+    """The U-Net pixel network for prediction (eval mode, BatchNorms folded into the convolutions).
+
+    ``ckpt_path`` None loads the bundled ``stem2d/weights/unet_ws2.ckpt``.
+    """
+    from stem2d.models.pixel import load_pixel_predictor
+    from stem2d.models.unet import fuse_batchnorm
+
+    path = weights_dir() / "unet_ws2.ckpt" if ckpt_path is None else Path(ckpt_path)
+    return fuse_batchnorm(load_pixel_predictor(path).net.eval())
 
 
 def load_classifier(

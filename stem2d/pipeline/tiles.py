@@ -36,11 +36,11 @@ def run_tiles(cfg: DictConfig) -> Path:
         raise ValueError(f"tiles={str(path)!r} is an .npz archive (arrays {names}); give one .npy file "
                          "holding an (N, 64, 64) array (np.save)")
     expected = None
-    if cfg.get("check_classes", True) and cfg.get("classes") is not None:
+    if cfg.classify.check_classes and cfg.get("classes") is not None:
         expected = list(OmegaConf.to_container(cfg.classes, resolve=True))
     model = load_classifier(cfg.get("ckpt_path"), expected_classes=expected)
     try:
-        result = classify_tiles(model, tiles, batch_size=int(cfg.get("batch_size", 256)))
+        result = classify_tiles(model, tiles, batch_size=int(cfg.classify.batch_size))
     except ValueError as err:
         raise ValueError(f"tiles={str(path)!r}: {err}") from err
     if is_blank(tiles).all():
