@@ -72,7 +72,7 @@ def score_frame(pred: pd.DataFrame, labels: pd.DataFrame, *, max_dist_px: float,
     ----------
     pred : DataFrame
         Detections with ``row, col, class`` (frame pixels); ``unknown`` rows (candidates the
-        pipeline flags as unconfirmed, ``detect.unconfirmed=unknown``) are not claims and not scored.
+        pipeline flags as unconfirmed, ``classify.unconfirmed=unknown``) are not claims and not scored.
     labels : DataFrame
         :func:`read_labels` output. Truth = certain rows whose class is not ``pristine``.
     max_dist_px : float
