@@ -84,7 +84,7 @@ class AdaptReport(Callback):
     out_dir : path
         The run folder (``${paths.output_dir}``).
     threshold : float, default 0.5
-        U-Net probability threshold of the detections (as ``detect.threshold`` of infer.py).
+        U-Net probability threshold of the detections (as ``detector.threshold`` of infer.py).
     match_dist_A, ignore_dist_A : float, default 1.5, 1.5
         Matching distance, and distance to an uncertain pseudo-label within which an unmatched
         detection is ignored.

@@ -62,7 +62,7 @@ class EvidenceStep:
         Probability calibration (:mod:`stem2d.models.temperature`).
     pristine_index : int or None
         Windows of this class are unconfirmed candidates (None: the classifier never
-        unconfirms, as with ``detect.unconfirmed=relabel``).
+        unconfirms, as with ``classify.unconfirmed=relabel``).
     check_evidence : bool, default True
         A call whose column contradicts its class is unconfirmed.
     trust_regions : bool, default False
