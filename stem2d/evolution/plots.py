@@ -76,9 +76,14 @@ def plot_counts(counts: pd.DataFrame, *, classes: Sequence[str] = ()) -> Figure:
     colors, markers = _colors(names), _markers(names)
     n_points = counts["frame"].nunique()
     for ax, (key, label) in zip(axes, xs, strict=False):
+        scale = 1.0
+        if key == "dose_e_per_A2" and counts[key].max() >= 1e4:  # "10⁶ e/Å²" in the label, not "1e6" at the corner
+            exp = int(np.floor(np.log10(counts[key].max())))
+            scale = 10.0**exp
+            label = f"accumulated dose (10$^{{{exp}}}$ e/Å²)"
         for name in names:
             sel = counts[counts["class"] == name]
-            ax.plot(sel[key], sel["count"], "-", marker=markers[name], ms=3.5 if n_points <= 60 else 0,
+            ax.plot(sel[key] / scale, sel["count"], "-", marker=markers[name], ms=3.5 if n_points <= 60 else 0,
                     lw=1.3, color=colors[name], label=name)
         ax.set_xlabel(label)
         ax.set_ylabel("defects per frame")
