@@ -20,25 +20,30 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_merge_counts_distinct_detectors():
-    sites, n = merge_candidates({"a": np.array([[0.0, 0.0], [0.5, 0.0]]), "b": np.zeros((0, 2)),
-                                 "c": np.array([[20.0, 20.0]])}, merge_dist_px=2.0)
-    assert sites.tolist() == [[0.25, 0.0], [20.0, 20.0]] and n.tolist() == [1, 1]  # two points of one detector
+    sites, seen = merge_candidates({"a": np.array([[0.0, 0.0], [0.5, 0.0]]), "b": np.zeros((0, 2)),
+                                    "c": np.array([[20.0, 20.0]])}, merge_dist_px=2.0)
+    assert sites.tolist() == [[0.25, 0.0], [20.0, 20.0]]
+    assert seen.tolist() == [[True, False, False], [False, False, True]]  # two points of one detector: one vote
     assert merge_candidates({}, merge_dist_px=1.0)[0].shape == (0, 2)
 
 
 def test_pseudo_label_rules():
-    cands = {"unet": np.array([[10.0, 10.0], [30.0, 30.0], [50.0, 50.0], [70.0, 70.0]]),
-             "lattice": np.array([[10.5, 10.0], [50.5, 50.0]]), "columns": np.array([[90.0, 90.0]])}
-    prob = {10: 0.99, 30: 0.02, 50: 0.6, 70: 0.5, 90: 0.99}  # classifier P(defect) by site row
+    cands = {"unet": np.array([[10.0, 10.0], [30.0, 30.0], [50.0, 50.0], [70.0, 70.0], [110.0, 110.0]]),
+             "lattice": np.array([[10.5, 10.0], [50.5, 50.0]]), "columns": np.array([[90.0, 90.0], [130.0, 130.0]])}
+    prob = {10: 0.99, 30: 0.02, 50: 0.6, 70: 0.5, 90: 0.99, 110: 0.99, 130: 0.01}  # P(defect) by site row
 
     def p_defect(sites):
         return np.array([prob[int(round(r / 10) * 10)] for r, _ in sites])
 
     lab = pseudo_labels(cands, p_defect, merge_dist_px=2.0, min_sources=2, p_confident=0.9)
-    assert lab.positive.round().tolist() == [[10.0, 10.0]]      # two detectors + a confident classifier
-    assert lab.negative.tolist() == [[30.0, 30.0]]               # one detector, classifier sure it is pristine
-    assert sorted(lab.uncertain[:, 0].round().tolist()) == [50.0, 70.0, 90.0]  # agreement without confidence, ...
-    assert lab.counts()["from_unet"] == 4
+    # two detectors + a confident classifier; an odd column + a confident classifier
+    assert lab.positive.round().tolist() == [[10.0, 10.0], [90.0, 90.0]]
+    assert lab.negative.tolist() == [[30.0, 30.0]]  # one detector, classifier sure it is pristine
+    # agreement without confidence, no confidence, one U-Net call however confident, a column the classifier rejects
+    assert sorted(lab.uncertain[:, 0].round().tolist()) == [50.0, 70.0, 110.0, 130.0]
+    strict = pseudo_labels(cands, p_defect, merge_dist_px=2.0, sufficient=(), p_confident=0.9)
+    assert strict.positive.round().tolist() == [[10.0, 10.0]]
+    assert lab.counts()["from_unet"] == 5
     with pytest.raises(ValueError, match="p_confident"):
         pseudo_labels(cands, p_defect, merge_dist_px=2.0, p_confident=0.3)
 

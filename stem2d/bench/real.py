@@ -164,14 +164,17 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path, *, match_di
     if not ckpts.unet.is_file():
         return unavailable(TITLE, f"missing checkpoint: {ckpts.unet}")
     sec = Section(TITLE)
-    per_frame, rows = [], []
+    runs = []
     for frame, lab in pairs:
-        labels = read_labels(lab)
         pred, summary = run_frame(cfg, frame, run_dir=work / frame.stem,
                                   overrides=[f"unet_ckpt_path={movies.quote(ckpts.unet)}"])
-        px = float(summary["pixel_size_A"])
+        runs.append((frame, read_labels(lab), pred, float(summary["pixel_size_A"])))
+    # classes the pipeline may call besides the labelled ones (unknown, adatom, ...): scored as never correct
+    extra = sorted({c for *_, pred, _ in runs for c in pred["class"]} - set(DEFECT_CLASSES))
+    per_frame, rows = [], []
+    for frame, labels, pred, px in runs:
         s = score_frame(pred, labels, max_dist_px=match_dist_A / px, dontcare_dist_px=dontcare_dist_A / px,
-                        region_dist_px=region_dist_A / px)
+                        region_dist_px=region_dist_A / px, classes=[*DEFECT_CLASSES, *extra])
         per_frame.append(s)
         rows.append((frame.stem, s, int(labels["certain"].sum() - (labels["certain"] & (labels["class"] == "pristine")).sum()),
                      int((~labels["certain"]).sum())))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.data.experimental import ExperimentalDataModule
@@ -62,11 +63,17 @@ class AdaptDataModule(ExperimentalDataModule):
         CAM classifier that confirms them (None: the bundled one of ``material``, else WS2's).
     min_sources : int, default 2
         Detectors (of unet, lattice, columns) that must agree on a positive.
+    sufficient : sequence of str, default ("columns",)
+        Detectors whose proposal alone, confirmed by the classifier, makes a positive.
     p_confident : float, default 0.9
         Classifier probability for a positive (defect) or a negative (pristine).
     column_z : float, default 4.0
         A metal or chalcogen column whose ``z`` (robust standard deviations of ``intensity_rel``
         from its sublattice) exceeds this in size is a column-quantification candidate.
+    column_z_uncertain : float, default 2.5
+        A column with ``column_z_uncertain <= |z| < column_z`` that is no site of its own is made
+        uncertain (ignored), not background: a defect every detector missed should not be taught
+        as background.
     merge_dist_A, label_radius_A, ignore_radius_A : float, default 1.5, 1.0, 2.0
         Candidates closer than ``merge_dist_A`` are one site; a positive is a disk of
         ``label_radius_A``; an uncertain site is an ignored disk of ``ignore_radius_A``.
@@ -97,8 +104,10 @@ class AdaptDataModule(ExperimentalDataModule):
         unet_ckpt: str | None = None,
         classifier_ckpt: str | None = None,
         min_sources: int = 2,
+        sufficient: Sequence[str] = ("columns",),
         p_confident: float = 0.9,
         column_z: float = 4.0,
+        column_z_uncertain: float = 2.5,
         merge_dist_A: float = 1.5,
         label_radius_A: float = 1.0,
         ignore_radius_A: float = 2.0,
@@ -119,6 +128,7 @@ class AdaptDataModule(ExperimentalDataModule):
         self.save_hyperparameters(logger=False)
         self.heldout: list[HeldOut] = []
         self._models = None
+        self._weak_columns = np.zeros((0, 2))
 
     # ------------------------------------------------------------ the three detectors and the judge
     def _load_models(self):
@@ -163,9 +173,22 @@ class AdaptDataModule(ExperimentalDataModule):
         unet_pts, _ = extract_defects(predict_frame(unet, image), min_dist_px=merge_px)
         lattice_pts = LABELERS["lattice"](image, material=self.material, pixel_size_A=CANONICAL_PIXEL_SIZE_A)
         cols = quantify_columns(image, material=self.material, pixel_size_A=CANONICAL_PIXEL_SIZE_A).table
-        odd = cols["sublattice"].isin(["metal", "chalcogen"]) & (cols["z"].abs() >= h.column_z)
+        on_lattice = cols["sublattice"].isin(["metal", "chalcogen"])
+        odd = on_lattice & (cols["z"].abs() >= h.column_z)
+        weak = on_lattice & (cols["z"].abs() >= h.column_z_uncertain) & ~odd
+        self._weak_columns = cols.loc[weak, ["row", "col"]].to_numpy(dtype=float)
         return {"unet": unet_pts, "lattice": np.asarray(lattice_pts, dtype=float).reshape(-1, 2),
                 "columns": cols.loc[odd, ["row", "col"]].to_numpy(dtype=float)}
+
+    def _with_weak_columns(self, labels: PseudoLabels) -> PseudoLabels:
+        """``labels`` with the weakly odd columns that are no site yet added as uncertain."""
+        weak = self._weak_columns
+        sites = np.concatenate([labels.positive, labels.negative, labels.uncertain])
+        if len(weak) and len(sites):
+            d, _ = cKDTree(sites).query(weak)
+            weak = weak[d > self.hparams.merge_dist_A / CANONICAL_PIXEL_SIZE_A]
+        votes = {**labels.votes, "weak_columns": len(weak)}
+        return PseudoLabels(labels.positive, labels.negative, np.concatenate([labels.uncertain, weak]), votes)
 
     # ------------------------------------------------------------ labelling (ExperimentalDataModule hook)
     def _label_movie(self, movie, method: str) -> list[LabelledFrame]:
@@ -185,7 +208,9 @@ class AdaptDataModule(ExperimentalDataModule):
                 raise ValueError(f"{movie.source}[{k}]: frame of {image.shape} px at 0.3 A/px is too small")
             labels = pseudo_labels(self.candidates(image), lambda s, im=image: self.defect_probability(im, s),
                                    merge_dist_px=h.merge_dist_A / CANONICAL_PIXEL_SIZE_A,
-                                   min_sources=int(h.min_sources), p_confident=float(h.p_confident))
+                                   min_sources=int(h.min_sources), sufficient=tuple(h.sufficient),
+                                   p_confident=float(h.p_confident))
+            labels = self._with_weak_columns(labels)
             mask = pseudo_mask(image.shape, labels, radius_px=h.label_radius_A / CANONICAL_PIXEL_SIZE_A,
                                ignore_radius_px=h.ignore_radius_A / CANONICAL_PIXEL_SIZE_A)
             truth = None

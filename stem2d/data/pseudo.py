@@ -6,8 +6,9 @@ quantification (:func:`stem2d.lattice.columns.quantify_columns`, columns far fro
 sublattice's median). Their candidates are merged into sites, and the bundled CAM classifier
 reads a 64 x 64 window at each site. A site is
 
-- **positive** where at least ``min_sources`` detectors agree and the classifier calls it a
-  defect with probability >= ``p_confident``;
+- **positive** where at least ``min_sources`` detectors agree, or one of the ``sufficient``
+  detectors (by default column quantification: a column measurably off its sublattice) proposed
+  it, and the classifier calls it a defect with probability >= ``p_confident``;
 - **negative** where a single detector proposed it and the classifier calls it pristine with
   probability >= ``p_confident`` (the detector's false alarm, which adaptation should unlearn);
 - **uncertain** otherwise: its disk is :data:`IGNORE` in the mask and carries no loss.
@@ -18,7 +19,7 @@ detectors and the classifier come in as arrays and a callable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,14 +73,14 @@ def merge_candidates(candidates: Mapping[str, np.ndarray], *, merge_dist_px: flo
     Returns
     -------
     sites : ndarray, float64, (S, 2)
-    n_sources : ndarray, int, (S,)
-        How many *different* detectors proposed each site.
+    seen : ndarray, bool, (S, K)
+        Which of the K detectors (in the order of ``candidates``) proposed each site.
 
     Examples
     --------
-    >>> s, n = merge_candidates({"a": np.array([[0., 0.], [9., 9.]]), "b": np.array([[0., 1.]])},
-    ...                         merge_dist_px=2)
-    >>> s.tolist(), n.tolist()
+    >>> s, seen = merge_candidates({"a": np.array([[0., 0.], [9., 9.]]), "b": np.array([[0., 1.]])},
+    ...                            merge_dist_px=2)
+    >>> s.tolist(), seen.sum(axis=1).tolist()
     ([[0.0, 0.5], [9.0, 9.0]], [2, 1])
     """
     names = list(candidates)
@@ -87,7 +88,7 @@ def merge_candidates(candidates: Mapping[str, np.ndarray], *, merge_dist_px: flo
     source = np.concatenate([np.full(len(p), i) for i, p in enumerate(pts)]) if pts else np.zeros(0, int)
     allp = np.concatenate(pts) if pts else np.zeros((0, 2))
     if len(allp) == 0:
-        return np.zeros((0, 2)), np.zeros(0, dtype=int)
+        return np.zeros((0, 2)), np.zeros((0, len(names)), dtype=bool)
     pairs = cKDTree(allp).query_pairs(merge_dist_px, output_type="ndarray")
     adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(allp), len(allp)))
     n_sites, comp = connected_components(adj, directed=False)
@@ -95,7 +96,7 @@ def merge_candidates(candidates: Mapping[str, np.ndarray], *, merge_dist_px: flo
     sites /= np.bincount(comp, minlength=n_sites)[:, None]
     seen = np.zeros((n_sites, len(names)), dtype=bool)
     seen[comp, source] = True
-    return sites, seen.sum(axis=1)
+    return sites, seen
 
 
 def pseudo_labels(
@@ -104,6 +105,7 @@ def pseudo_labels(
     *,
     merge_dist_px: float,
     min_sources: int = 2,
+    sufficient: Sequence[str] = ("columns",),
     p_confident: float = 0.9,
 ) -> PseudoLabels:
     """Positive / negative / uncertain sites from detectors' candidates and a classifier.
@@ -119,6 +121,10 @@ def pseudo_labels(
         Candidates closer than this are one site.
     min_sources : int, keyword-only, default 2
         Detectors that must agree for a positive.
+    sufficient : sequence of str, keyword-only, default ("columns",)
+        Detectors whose proposal alone, with a confident classifier, makes a positive (on real
+        frames the U-Net and the lattice residual rarely agree; an odd column that the classifier
+        also calls a defect is two independent readings).
     p_confident : float, keyword-only, default 0.9
         Classifier confidence needed for a positive (defect) or a negative (pristine).
     """
@@ -126,10 +132,12 @@ def pseudo_labels(
         raise ValueError(f"p_confident={p_confident} must be in [0.5, 1]")
     if int(min_sources) < 1:
         raise ValueError(f"min_sources={min_sources} must be >= 1")
-    sites, n_src = merge_candidates(candidates, merge_dist_px=merge_dist_px)
+    sites, seen = merge_candidates(candidates, merge_dist_px=merge_dist_px)
+    n_src = seen.sum(axis=1)
+    alone = seen[:, [i for i, k in enumerate(candidates) if k in set(sufficient)]].any(axis=1)
     p = np.asarray(defect_probability(sites), dtype=np.float64).reshape(-1) if len(sites) else np.zeros(0)
-    positive = (n_src >= min_sources) & (p >= p_confident)
-    negative = (n_src == 1) & (p <= 1 - p_confident)
+    positive = ((n_src >= min_sources) | alone) & (p >= p_confident)
+    negative = (n_src == 1) & ~alone & (p <= 1 - p_confident)
     uncertain = ~(positive | negative)
     votes = {k: len(np.asarray(v).reshape(-1, 2)) for k, v in candidates.items()}
     return PseudoLabels(sites[positive], sites[negative], sites[uncertain], votes)

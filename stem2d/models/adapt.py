@@ -10,7 +10,8 @@ and compares the detections inside the held-out stripe (never trained on) with
 
 There is no truth on a user's movie, so the first two are agreement, not accuracy: they show
 that the network now finds what the independent detectors and the classifier agree on, in a
-region it did not see. ``adapt.json`` in the run folder holds both sets of numbers.
+region it did not see. ``adapt.json`` in the run folder holds both sets of numbers and
+``helped`` (the agreement F1 rose); when it did not, a warning says to keep the previous weights.
 """
 
 from __future__ import annotations
@@ -107,13 +108,23 @@ class AdaptReport(Callback):
             return
         after = evaluate_heldout(pl_module.net, trainer.datamodule, **self.kw)
         log.info("held-out stripe after adaptation:  %s", _short(after))
-        report = {"settings": self.kw, "before": self.before, "after": after,
+        helped = _helped(self.before, after)
+        if not helped:
+            log.warning("adaptation did not raise the agreement F1 on the held-out stripe (%s -> %s): keep the "
+                        "previous U-Net weights for this movie", self.before["pseudo"]["f1"], after["pseudo"]["f1"])
+        report = {"settings": self.kw, "before": self.before, "after": after, "helped": helped,
                   "frames": [{"source": h.source, "heldout_rows_canonical": list(h.rows), **h.labels.counts()}
                              for h in trainer.datamodule.heldout],
                   "note": "pseudo = agreement with the held-out confident pseudo-labels (uncertain sites "
                           "ignored); truth only for synthetic movies"}
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / "adapt.json", report)
+
+
+def _helped(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """True when the held-out agreement F1 rose (the only criterion available without truth)."""
+    b, a = before["pseudo"]["f1"], after["pseudo"]["f1"]
+    return a is not None and (b is None or a > b)
 
 
 def _short(res: dict[str, Any]) -> str:
