@@ -84,8 +84,13 @@ def _dashed_box(draw, box, colour, *, dash: int) -> None:
 
 def dashed(mask: np.ndarray, period_px: int = 8) -> np.ndarray:
     """``mask`` with every other ``period_px / 2`` diagonal stripe removed: outlines become dashes."""
-    rows, cols = np.indices(mask.shape, sparse=True)
-    return mask & (((rows + cols) // max(1, period_px // 2)) % 2 == 0)
+    return mask & _stripes(mask.shape, period_px)
+
+
+@lru_cache(maxsize=4)
+def _stripes(shape: tuple[int, int], period_px: int) -> np.ndarray:
+    rows, cols = np.indices(shape, sparse=True)
+    return ((rows + cols) // max(1, period_px // 2)) % 2 == 0
 
 
 def nice_length_nm(width_px: int, pixel_size_A: float, *, fraction: float = 0.2) -> float:
@@ -216,8 +221,15 @@ def fill_footer(layout: FooterLayout, text: str, counts: Mapping[str, int]) -> n
 
 
 def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
-    """The inner border (``width`` px) of a boolean mask."""
-    from scipy.ndimage import binary_erosion
-
+    """The inner border (``width`` px) of a boolean mask (the frame's edge does not count as
+    border). Erosion by array shifts: ~1 ms for a 512 x 512 frame."""
     mask = np.asarray(mask, dtype=bool)
-    return mask & ~binary_erosion(mask, iterations=width, border_value=1)
+    inner = mask
+    for _ in range(width):
+        e = inner.copy()
+        e[1:] &= inner[:-1]
+        e[:-1] &= inner[1:]
+        e[:, 1:] &= inner[:, :-1]
+        e[:, :-1] &= inner[:, 1:]
+        inner = e
+    return mask & ~inner
