@@ -14,11 +14,21 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     # Imported here, not at the top: --help, --cfg and config errors answer without torch.
     from stem2d.pipeline.cli import run_friendly
-    from stem2d.pipeline.infer import run_movie
-    from stem2d.pipeline.tiles import run_tiles
+
+    def infer() -> None:
+        from stem2d.pipeline.schema import INFER, validate
+
+        validate(cfg, INFER, where="infer")  # bad values refused before torch is imported
+        from stem2d.pipeline.infer import run_movie
+        from stem2d.pipeline.tiles import run_tiles
+
+        if cfg.get("tiles"):
+            run_tiles(cfg)
+        else:
+            run_movie(cfg)
 
     # several movies (-m): a bad one is logged in its run folder and the others go on
-    run_friendly(lambda: run_tiles(cfg) if cfg.get("tiles") else run_movie(cfg), raise_in_multirun=False)
+    run_friendly(infer, raise_in_multirun=False)
 
 
 if __name__ == "__main__":

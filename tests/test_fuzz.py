@@ -31,7 +31,7 @@ from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from stem2d.io.readers import read_movie
-from stem2d.io.tables import read_detections
+from stem2d.io.tables import read_detections, read_truth
 from stem2d.lattice.sampling import check_pixel_size, plan_resample
 from stem2d.models.divergence import DivergenceGuard, TrainingDiverged
 from stem2d.models.loading import bundled_classifier_path, load_classifier
@@ -41,6 +41,7 @@ from stem2d.pipeline.schema import INFER, TRAIN, Check, check_value, validate
 from stem2d.pipeline.tiles import run_tiles
 from stem2d.pipeline.train import check_checkpoint
 from stem2d.pipeline.utils import compose_job
+from stem2d.predict.movie import MovieSettings, MovieSource, analyze_movie
 from stem2d.sweeper.loop import outcome_from_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,13 @@ CASES = [
     ("px-0.001",               "resample",   0.001,                                    r"pixel_size_A=0\.001.*1 x 1 px.*smaller than one 64 x 64"),
     ("px-inf",                 "resample",   math.inf,                                 r"pixel_size_A=inf must be a finite number > 0"),
     ("px-0",                   "resample",   0.0,                                      r"pixel_size_A=0\.0 must be a finite number > 0"),
+    # the movie loop's checks before the frame loop (stem2d.predict.movie.analyze_movie): a 256 px
+    # synthetic frame at 0.24 A/px
+    ("movie-px-30",            "movie",      {"pixel_size_A": 30.0},                   r"pixel_size_A=30 disagrees with the WS2 lattice.*measures 0\.2[34]\d* A/px"),
+    ("movie-px-0.05",          "movie",      {"pixel_size_A": 0.05},                   r"pixel_size_A=0\.05 disagrees.*measures 0\.2[34]\d* A/px"),
+    ("movie-px-inf",           "movie",      {"pixel_size_A": math.inf},               r"pixel_size_A=inf must be a finite number > 0"),
+    ("movie-max-frames-0",     "movie",      {"max_frames": 0},                        r"max_frames=0 must be an integer >= 1"),
+    ("movie-max-frames-neg",   "movie",      {"max_frames": -1},                       r"max_frames=-1 must be an integer >= 1"),
     # divergence (stem2d.models.divergence)
     ("train-loss-nan",         "diverge",    [1.6, 1.5, math.nan],                     r"diverged.*loss is nan.*model\.optimizer\.lr"),
     ("train-loss-inf",         "diverge",    [1.6, math.inf],                          r"diverged.*loss is inf"),
@@ -252,6 +260,14 @@ MAKERS = {
 _MEASURED_A = 0.24  # what the lattice says in the pixel-size cases
 
 
+@functools.lru_cache(maxsize=1)
+def _small_movie() -> MovieSource:
+    from stem2d.sim.movie import MovieConfig, simulate_movie
+
+    movie = simulate_movie(MovieConfig(n_frames=2, frame_shape=[256, 256], pixel_size_A=_MEASURED_A), rng=0)
+    return MovieSource(movie.frames, "synthetic.tif", None, movie.truth)
+
+
 def _run(runner: str, given, tmp_path: Path) -> None:
     if runner in MAKERS_RUNNERS:
         given = MAKERS[given](tmp_path)
@@ -272,6 +288,8 @@ def _run(runner: str, given, tmp_path: Path) -> None:
         run_tiles(_compose("infer", [f"tiles={given}"], tmp_path))
     elif runner == "resume":
         check_checkpoint(str(given), load_classifier(), resume=True)
+    elif runner == "movie":
+        analyze_movie(_small_movie(), detector=None, classifier=None, settings=MovieSettings(**given))
     elif runner == "unet":
         load_pixel_predictor(given)
     elif runner == "rundir":
@@ -563,3 +581,23 @@ def test_cli_sweep_records_a_rejected_trial_as_failed_never_best(tmp_path):
     assert [t.state for t in trials] == [TrialState.FAIL], proc.stdout[-2000:]
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["best_params"] is None
+
+
+@pytest.mark.slow
+def test_cli_max_frames_scores_only_the_analysed_frames(tmp_path):
+    """max_frames=3 on a 20-frame movie with a truth file: scored against the truth of those 3 frames
+    (was: against all 20, F1 0.219 instead of 0.973), and the truth file is announced in the log."""
+    from stem2d.sim.movie_cli import main as movie_cli
+
+    movie = tmp_path / "movie.tif"
+    movie_cli(["--out", str(movie), "--n-frames", "6", "--frame-shape", "192", "192", "--pixel-size-A", "0.25",
+               "--seed", "1", "--no-progress"])
+    run = tmp_path / "run"
+    proc = _cli("infer.py", f"movie={movie}", "max_frames=3", f"hydra.run.dir={run}", "outputs.video=false",
+                "outputs.evolution=false", "outputs.tensorboard=false", "outputs.progress=false", "score.baseline=null")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "movie_truth.csv found beside the movie" in proc.stdout
+    truth = read_truth(run / "truth.csv")
+    assert truth["frame"].max() <= 2
+    metrics = json.loads((run / "metrics.json").read_text())["pipeline"]["detection"]
+    assert metrics["n_true"] == len(truth) and metrics["f1"] >= 0.9

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stem2d.classes import ClassSet
 from stem2d.output.plain import to_plain
+from stem2d.pipeline.schema import INFER, validate
 from stem2d.pipeline.utils import output_dir
 from stem2d.predict.detectors import SiteDetector, build_detector
 from stem2d.predict.movie import MovieSettings, MovieSource, analyze_movie
@@ -23,6 +24,7 @@ __all__ = ["configured_detector", "load_configured_classifier", "movie_settings"
 
 def run_movie(cfg: DictConfig) -> dict:
     """Analyse a movie end to end and write the run folder; return the summary dict."""
+    validate(cfg, INFER, where="infer")
     start = time.perf_counter()
     out = output_dir(cfg)
     classes = ClassSet.from_mapping(OmegaConf.to_container(cfg.classes, resolve=True))
@@ -42,8 +44,8 @@ def movie_settings(cfg: DictConfig) -> MovieSettings:
     """The plain settings of an infer config."""
     return MovieSettings(
         material=str(cfg.material),
-        pixel_size_A=float(cfg.pixel_size_A) if cfg.get("pixel_size_A") else None,
-        max_frames=int(cfg.max_frames) if cfg.get("max_frames") else None,
+        pixel_size_A=None if cfg.get("pixel_size_A") is None else float(cfg.pixel_size_A),
+        max_frames=None if cfg.get("max_frames") is None else int(cfg.max_frames),
         batch_size=int(cfg.classify.batch_size),
         unconfirmed=str(cfg.classify.unconfirmed),
         evidence=bool(cfg.classify.evidence),

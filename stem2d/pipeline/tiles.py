@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from stem2d.io.frames import is_blank
 from stem2d.models.loading import load_classifier
 from stem2d.output.files import atomic_path
+from stem2d.pipeline.schema import INFER, validate
 from stem2d.pipeline.utils import output_dir
 from stem2d.predict.classify import classify_tiles
 
@@ -21,6 +22,7 @@ __all__ = ["run_tiles"]
 
 def run_tiles(cfg: DictConfig) -> Path:
     """``infer.py tiles=PATH.npy``: classify the tiles, write ``predictions.csv`` to the run folder."""
+    validate(cfg, INFER, where="infer")
     if not cfg.get("tiles"):
         raise ValueError("infer: nothing to do; pass tiles=PATH.npy (an (N, 64, 64) array of tiles)")
     path = Path(str(cfg.tiles))

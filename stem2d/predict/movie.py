@@ -21,6 +21,7 @@ import pandas as pd
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, __version__
 from stem2d.classes import ClassSet
+from stem2d.lattice.sampling import plan_resample
 from stem2d.materials import Material, get_material
 from stem2d.models.precision import use_bf16
 from stem2d.predict.detectors import SiteDetector
@@ -140,16 +141,17 @@ class MovieSource:
 
 
 def _find_truth(path: Path) -> pd.DataFrame | None:
-    """``<stem>_truth.csv`` beside a movie (as written by ``stem2d.sim.movie_cli``), if any."""
+    """``<stem>_truth.csv`` beside a movie (as written by ``stem2d.sim.movie_cli``), if any; its use
+    is announced in the log (the run is then scored against it)."""
+    from stem2d.io.tables import read_truth
     from stem2d.sim.movie_cli import truth_path
 
     candidate = truth_path(path)
     if not candidate.is_file():
         return None
-    truth = pd.read_csv(candidate)
-    missing = {"frame", "row", "col", "class"} - set(truth.columns)
-    if missing:
-        raise ValueError(f"truth file {str(candidate)!r} lacks columns {sorted(missing)}")
+    truth = read_truth(candidate)
+    log.info("truth file %s found beside the movie (%d defects): the detections will be scored against it",
+             candidate, len(truth))
     return truth
 
 
@@ -193,10 +195,11 @@ class _Scale:
 
 def _pixel_size(first: np.ndarray, material: Material, given: float | None, movie: MovieSource) -> _Scale:
     """The pixel size: ``given`` if set, else measured from the lattice of frame 0."""
+    from stem2d.lattice.sampling import check_pixel_size
     from stem2d.lattice.scale import measure_pixel_size
 
-    if given is not None and not given > 0:
-        raise ValueError(f"pixel_size_A={given} must be > 0")
+    if given is not None and not 0 < given < np.inf:
+        raise ValueError(f"pixel_size_A={given} must be a finite number > 0")
     try:
         scale = measure_pixel_size(first, material, metadata_pixel_size_A=movie.pixel_size_A_metadata)
     except ValueError as err:
@@ -205,6 +208,8 @@ def _pixel_size(first: np.ndarray, material: Material, given: float | None, movi
                              f"{material.name} lattice ({err}); give pixel_size_A= if you know it") from err
         log.warning("frame 0: no lattice found (%s); using pixel_size_A=%s as given", err, given)
         return _Scale(given, None, None)
+    if given is not None:  # a given value far from the lattice's is a typo or a unit mix-up
+        check_pixel_size(given, scale.pixel_size_A, source=movie.source, material=material.name)
     return _Scale(given if given is not None else scale.pixel_size_A, scale.pixel_size_A, scale.distortion)
 
 
@@ -252,12 +257,17 @@ def analyze_movie(
     timer = _Timer({"setup": setup_s})
     material = get_material(settings.material)
     n_frames = len(movie.frames)
-    if settings.max_frames:
+    if settings.max_frames is not None:
+        if int(settings.max_frames) != settings.max_frames or settings.max_frames < 1:
+            raise ValueError(f"max_frames={settings.max_frames!r} must be an integer >= 1 (or None: all frames)")
         n_frames = min(n_frames, int(settings.max_frames))
     if n_frames == 0:
         raise ValueError(f"movie {movie.source!r} has no frames")
+    truth = _truth_of_frames(movie.truth, n_frames)
     first = np.asarray(movie.frames[0], dtype=np.float32)
     scale = _pixel_size(first, material, settings.pixel_size_A, movie)
+    # before the frame loop: the resampled frame must be usable and fit in memory
+    plan_resample(first.shape, pixel_size_A=scale.pixel_size_A, source=movie.source)
     log.info("%s: %d frames of %s, pixel size %.4f A (lattice: %s A, metadata: %s)", movie.source, n_frames,
              first.shape, scale.pixel_size_A, scale.measured_A, movie.pixel_size_A_metadata)
     class_names = tuple(classifier.class_names)
@@ -267,7 +277,7 @@ def analyze_movie(
                      pixel_size_A=scale.pixel_size_A, unconfirmed=settings.unconfirmed,
                      evidence=settings.evidence, check_evidence=settings.check_evidence,
                      column_candidates=settings.column_candidates, column_z=settings.column_z, temperature=temperature)
-    if movie.truth is None:
+    if truth is None:
         baseline = None
     timer.lap("setup")
     stream = _stream(movie, first, n_frames, step, baseline, material, scale.pixel_size_A, settings,
@@ -276,8 +286,8 @@ def analyze_movie(
     confirmed = table[table["class"] != UNKNOWN]  # flagged candidates are not claims
     base_table = concat_tables(stream.base_rows) if baseline is not None else None
     metrics = None
-    if movie.truth is not None:
-        metrics = _score(movie.truth, confirmed, base_table, scale.pixel_size_A, class_names, detector.name,
+    if truth is not None:
+        metrics = _score(truth, confirmed, base_table, scale.pixel_size_A, class_names, detector.name,
                          None if baseline is None else baseline.name, settings.match_dist_A)
     timer.lap("score")
     evolution = None
@@ -329,11 +339,22 @@ def analyze_movie(
                    first_frame_s=stream.first_frame_s)
     return MovieResult(
         detections=table, drift_px=stream.drift_px, pixel_size_A=scale.pixel_size_A,
-        frame_shape=tuple(first.shape), class_names=class_names, summary=summary, truth=movie.truth,
+        frame_shape=tuple(first.shape), class_names=class_names, summary=summary, truth=truth,
         metrics=metrics, baseline_detections=base_table, evolution=evolution,
         columns=concat_columns(stream.col_rows), evidence0=stream.evidence0, dose_per_frame=settings.dose_per_frame, overlay_samples=stream.overlay_samples, frames=movie.frames,
         step=step,
     )
+
+
+def _truth_of_frames(truth: pd.DataFrame | None, n_frames: int) -> pd.DataFrame | None:
+    """The truth of the analysed frames only (``max_frames`` cuts the movie, so it cuts the truth)."""
+    if truth is None:
+        return None
+    kept = truth[truth["frame"] < n_frames]
+    if len(kept) < len(truth):
+        log.info("scoring the %d analysed frames against their %d of the %d true defects", n_frames, len(kept),
+                 len(truth))
+    return kept.reset_index(drop=True)
 
 
 def _class_set(classes: ClassSet | None, class_names: tuple[str, ...]) -> ClassSet:
