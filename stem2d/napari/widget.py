@@ -135,8 +135,9 @@ def find_defects_widget():
                     old = layer.features
                     layer.data = np.concatenate([layer.data, data_])
                     layer.features = pd.concat([old, pd.DataFrame(kwargs["features"])], ignore_index=True)
-                else:
-                    viewer.add_points(data_, **{**kwargs, "name": name})
+                else:  # in the image's units and axes (napari ignores units that differ between layers)
+                    viewer.add_points(data_, **{**kwargs, "name": name, "units": image.units,
+                                                "axis_labels": image.axis_labels})
 
         worker = work()
         worker.yielded.connect(show)
