@@ -121,6 +121,10 @@ CASES = [
     ("unet-text",              "unet",       "text_ckpt",                              r"U-Net checkpoint .*text_ckpt\.ckpt.*weights_only=True"),
     ("unet-classifier",        "unet",       "bundled_classifier",                     r"cam_cnn_ws2\.ckpt.*holds a CamNet network.*ckpt_path="),
     ("unet-missing",           "unet",       "missing_ckpt",                           r"U-Net checkpoint .*nothing\.ckpt.*does not exist"),
+    # checkpoints given to infer.py as ckpt_path (stem2d.models.loading.load_classifier)
+    ("classifier-pickle",      "classifier", "pickle_payload",                         r"classifier checkpoint .*pickle_payload\.pkl.*weights_only=True"),
+    ("classifier-text",        "classifier", "text_ckpt",                              r"classifier checkpoint .*text_ckpt\.ckpt.*weights_only=True"),
+    ("classifier-unet",        "classifier", "bundled_unet",                           r"unet_ws2\.ckpt' holds the U-Net pixel predictor.*unet_ckpt_path="),
     # run folders (stem2d.output.rundir)
     ("rundir-claimed",         "rundir",     "claimed_by_other",                       r"hydra\.run\.dir=.*claimed.*already used by another run \(pid 999999 on other-host, started 2026-01-01 00:00:00"),
     ("rundir-under-file",      "rundir",     "under_a_file",                           r"hydra\.run\.dir=.*lies under .*a_file'.*which is a file"),
@@ -144,7 +148,7 @@ CASES = [
 ]
 
 
-MAKERS_RUNNERS = ("read", "read_lazy", "tiles", "resume", "unet", "rundir")
+MAKERS_RUNNERS = ("read", "read_lazy", "tiles", "resume", "unet", "classifier", "rundir")
 
 
 def _ids(cases):
@@ -252,6 +256,7 @@ MAKERS = {
     "pickle_payload": _pickle,
     "text_ckpt": lambda tmp: (tmp / "text_ckpt.ckpt").write_text("epoch=3") and tmp / "text_ckpt.ckpt",
     "bundled_classifier": lambda tmp: bundled_classifier_path("WS2"),
+    "bundled_unet": lambda tmp: bundled_classifier_path("WS2").with_name("unet_ws2.ckpt"),
     "missing_ckpt": lambda tmp: tmp / "nothing.ckpt",
     "claimed_by_other": _claimed,
     "under_a_file": _under_file,
@@ -290,6 +295,8 @@ def _run(runner: str, given, tmp_path: Path) -> None:
         check_checkpoint(str(given), load_classifier(), resume=True)
     elif runner == "movie":
         analyze_movie(_small_movie(), detector=None, classifier=None, settings=MovieSettings(**given))
+    elif runner == "classifier":
+        load_classifier(given)
     elif runner == "unet":
         load_pixel_predictor(given)
     elif runner == "rundir":
@@ -551,6 +558,10 @@ def test_cli_bad_values_exit_2_naming_the_key(tmp_path):
     proc = _cli("train.py", f"hydra.run.dir={tmp_path / 'a'}", "model.optimizer.lr=1e3", "model.optimizer.momentum=1.5")
     assert proc.returncode == 2
     assert "model.optimizer.lr=1000.0" in proc.stdout and "momentum=1.5" in proc.stdout
+    for bad, named in (("pixel_size_A=abc", "pixel_size_A='abc'"), ("outputs.fps=0", "outputs.fps=0"),
+                       ("max_frames=0", "max_frames=0"), ("detector.threshold=high", "detector.threshold='high'")):
+        proc = _cli("infer.py", f"hydra.run.dir={tmp_path / bad.split('=')[0]}", bad)
+        assert proc.returncode == 2 and named in proc.stdout, proc.stdout[-2000:]
 
 
 @pytest.mark.slow

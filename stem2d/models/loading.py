@@ -116,9 +116,15 @@ def load_classifier(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise ValueError(f"checkpoint {str(path)!r} could not be read as a stem2d checkpoint: {err}") from err
-    if not isinstance(ckpt, dict) or "stem2d" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"classifier checkpoint {str(path)!r} (ckpt_path) is not a checkpoint that loads safely with "
+                         f"weights_only=True: a pickle with code, a text file or a damaged file "
+                         f"({type(err).__name__})") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("stem2d"), dict) or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {str(path)!r} is not a stem2d classifier checkpoint (no 'stem2d' entry)")
+    net_name = (ckpt["stem2d"].get("net") or {}).get("name")
+    if net_name == "UNet":
+        raise ValueError(f"checkpoint {str(path)!r} holds the U-Net pixel predictor, not a tile classifier: give it as "
+                         "unet_ckpt_path=, and a classifier (train.py run or stem2d/weights/cam_cnn_*.ckpt) as ckpt_path=")
     hp = ckpt.get("hyper_parameters", {})
     names = [str(c) for c in hp.get("class_names", [])]
     if expected_classes is not None and list(expected_classes) != names:
