@@ -21,7 +21,7 @@ demo: install
 	$(PYTHON) infer.py
 
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=10   # prints the 10 slowest tests; the default run skips `slow` ones
 
 test-all: install
 	$(PYTHON) -m pytest -q -m "slow or not slow"
