@@ -99,8 +99,12 @@ def test_annotation_demotes_what_the_columns_contradict(scene):
                               expectations=exp, temperature=2.0)
     assert 0.2 < hot["p_class"].iloc[0] < 0.8  # softened
     off = annotate_detections(pts[1:2], labels[1:2], probs[1:2], scene["q"], class_names=CLASSES.names,
-                              expectations=exp, check_evidence=False)
+                              expectations=exp, evidence_rule="off")
     assert list(off["class"]) == ["s_vacancy"]
+    # the recall-side rule: an intact column still clearly contradicts an S vacancy (spread ~0.1)
+    lax = annotate_detections(pts[:2], labels[:2], probs[:2], scene["q"], class_names=CLASSES.names,
+                              expectations=exp, evidence_rule="contradict")
+    assert list(lax["class"]) == ["s_vacancy", UNKNOWN]
 
 
 def test_no_lattice_means_off_lattice():

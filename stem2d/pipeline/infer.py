@@ -49,7 +49,7 @@ def movie_settings(cfg: DictConfig) -> MovieSettings:
         batch_size=int(cfg.classify.batch_size),
         unconfirmed=str(cfg.classify.unconfirmed),
         evidence=bool(cfg.classify.evidence),
-        check_evidence=bool(cfg.classify.check_evidence),
+        check_evidence=cfg.classify.check_evidence,
         column_candidates=bool(cfg.classify.column_candidates),
         column_z=float(cfg.classify.column_z),
         columns=bool(cfg.outputs.columns),

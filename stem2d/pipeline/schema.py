@@ -146,7 +146,7 @@ INFER: tuple[Check, ...] = (
     boolean("classify.check_classes"),
     choice("classify.unconfirmed",                          "unknown", "drop", "relabel"),
     boolean("classify.evidence"),
-    boolean("classify.check_evidence"),
+    choice("classify.check_evidence",                       "confirm", "contradict", "off", True, False),
     boolean("classify.column_candidates"),
     number("classify.column_z",                             gt=0),
     choice("detector.name",                                 "unet", "grid", "lattice", "fourier"),

@@ -10,8 +10,9 @@ module answers with the column quantification of the frame
   incoherent Z^1.7 contrast (``V_S`` on an S2 column: 0.5; ``Mo_W``: (42/74)^1.7 = 0.38);
 - :func:`detection_evidence`: for each detection, the nearest site (``sublattice`` metal /
   chalcogen / hollow, or ``off-lattice`` beyond ``max_dist_A``), its ``intensity_rel`` and
-  robust z-score, and ``agrees``: whether a site of the claimed kind near the detection has an
-  intensity on the defect side of the midpoint between 1 and the kind's expected value.
+  robust z-score, and ``agrees``: whether a site of the claimed kind near the detection reads on
+  the defect's side of the midpoint between 1 and the kind's expected value (``rule="confirm"``),
+  or at least does not clearly read pristine (``rule="contradict"``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def detection_evidence(
     expectations: dict[str, list[tuple[str, float]]],
     max_dist_A: float = 0.6,
     search_A: float = 1.2,
+    significance: float = 2.0,
+    rule: str = "confirm",
 ) -> pd.DataFrame:
     """Per-detection evidence from the column table of the same frame.
 
@@ -88,6 +91,15 @@ def detection_evidence(
     search_A : float, keyword-only, default 1.2
         Sites of the claimed kind within this distance are searched for agreement (the detector
         may sit between a vacancy and its neighbour).
+    significance : float, keyword-only, default 2
+        In robust SDs of the sublattice's ``intensity_rel``, for ``rule="contradict"``.
+    rule : {"confirm", "contradict"}, keyword-only, default "confirm"
+        ``confirm`` (precision): a claim agrees when a site of its kind nearby reads on the
+        defect's side of the midpoint between 1 and the kind's expected value. ``contradict``
+        (recall): a claim disagrees only when every site of its kind nearby looks pristine
+        (within ``significance`` SDs of 1) and unlike the kind (beyond them from its value), so
+        on noisy frames (S2 spread ~0.5) only clear contradictions unconfirm a call. NaN when no
+        site of the kind is nearby.
 
     Returns
     -------
@@ -113,21 +125,29 @@ def detection_evidence(
     out.loc[on, "fit_quality"] = t["fit_quality"].to_numpy()[idx[on]]
     sub, rel = t["sublattice"].to_numpy(), t["intensity_rel"].to_numpy()
     near = tree.query_ball_point(pts, r=search_A / ps)
+    spread = {}
+    for name in ("metal", "chalcogen"):
+        r = rel[(sub == name) & np.isfinite(rel)]
+        spread[name] = max(1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.02) if len(r) else np.inf
     agrees = np.full(n, np.nan)
     for i, (name, cand) in enumerate(zip(np.asarray(class_names), near)):
         rows = expectations.get(str(name))
-        if not rows or not cand:
+        if not rows:
             continue
-        cand = np.asarray(cand)
-        ok = False
+        cand = np.asarray(cand, dtype=np.intp)
+        seen, contradicted, confirmed = 0, True, False
         for site, expected in rows:
             r = rel[cand[sub[cand] == site]]
             r = r[np.isfinite(r)]
-            if len(r) == 0:
-                continue
+            k = significance * spread[site]
+            seen += len(r)
+            # a site contradicts the claim when it looks pristine and unlike the defect
+            contradicted &= bool(((np.abs(r - 1.0) <= k) & (np.abs(r - expected) > k)).all())
+            # and confirms it when it reads on the defect's side of the midpoint
             mid = 0.5 * (1.0 + expected)
-            ok |= bool((r < mid).any() if expected < 1 else (r > mid).any())
-        agrees[i] = float(ok)
+            confirmed |= bool((r < mid).any() if expected < 1 else (r > mid).any())
+        if seen:  # no site of the kind nearby (frame edge, wrong sublattice): no verdict
+            agrees[i] = 1.0 if confirmed else 0.0 if rule == "confirm" or contradicted else 1.0
     out["agrees"] = agrees
     return out
 
@@ -146,15 +166,15 @@ def annotate_detections(
     expectations: dict[str, list[tuple[str, float]]],
     temperature: float = 1.0,
     pristine_index: int | None = None,
-    check_evidence: bool = True,
+    evidence_rule: str = "confirm",
     adatom_z: float = 5.0,
 ) -> pd.DataFrame:
     """Class, calibrated probability and evidence of each detection of one frame.
 
     A detection is *unconfirmed* (class ``unknown``) when the classifier calls its window
     pristine, when it sits on a hollow that is not bright (``column_z < adatom_z``: no atom
-    there, so no host-site defect either), or, with ``check_evidence``, when no site of the
-    claimed kind near it has the intensity that kind gives (:func:`detection_evidence`). A
+    there, so no host-site defect either), or when its column does not agree with the claimed
+    kind (:func:`detection_evidence` with ``rule=evidence_rule``; ``"off"``: not checked). A
     bright hollow (``column_z >= adatom_z``) is reported as ``adatom``.
 
     Parameters
@@ -173,7 +193,7 @@ def annotate_detections(
         Of :mod:`stem2d.models.temperature`; ``p_class`` is the scaled probability of the
         reported class (for ``unknown``: of the likeliest defect class; ``adatom``: NaN).
     pristine_index : int or None, keyword-only
-    check_evidence : bool, keyword-only, default True
+    evidence_rule : {"confirm", "contradict", "off"}, keyword-only, default "confirm"
     adatom_z : float, keyword-only, default 5
 
     Returns
@@ -185,7 +205,10 @@ def annotate_detections(
 
     labels = np.asarray(labels, dtype=np.int64)
     names = np.asarray(class_names, dtype=object)[labels] if len(labels) else np.zeros(0, object)
-    ev = detection_evidence(points, names, quant, expectations=expectations)
+    if evidence_rule not in ("confirm", "contradict", "off"):
+        raise ValueError(f"evidence_rule={evidence_rule!r}: choose confirm, contradict or off")
+    ev = detection_evidence(points, names, quant, expectations=expectations,
+                            rule="contradict" if evidence_rule == "off" else evidence_rule)
     p = apply_temperature(probs, temperature) if len(labels) else np.zeros((0, len(class_names)))
     p_class = p[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
     defect = p.copy()
@@ -195,7 +218,7 @@ def annotate_detections(
     hollow = (ev["sublattice"] == "hollow").to_numpy()
     bright = ev["column_z"].to_numpy() >= adatom_z
     unconfirmed |= hollow & ~bright
-    if check_evidence:
+    if evidence_rule != "off":
         unconfirmed |= (ev["agrees"] == 0.0).to_numpy()
     names = names.copy()
     names[unconfirmed] = UNKNOWN

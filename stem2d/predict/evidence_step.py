@@ -63,19 +63,19 @@ class EvidenceStep:
     pristine_index : int or None
         Windows of this class are unconfirmed candidates (None: the classifier never
         unconfirms, as with ``classify.unconfirmed=relabel``).
-    check_evidence : bool, default True
-        A call whose column contradicts its class is unconfirmed.
+    evidence_rule : {"confirm", "contradict", "off"}, default "confirm"
+        When a call's column unconfirms it (:func:`stem2d.predict.evidence.detection_evidence`).
     trust_regions : bool, default False
         Keep calls inside holes, contamination and amorphous patches (default: unconfirmed).
     """
 
     def __init__(self, columns: ColumnCache, *, material: Material, class_names: tuple[str, ...],
                  expectations: dict, temperature: float = 1.0, pristine_index: int | None = None,
-                 check_evidence: bool = True, trust_regions: bool = False):
+                 evidence_rule: str = "confirm", trust_regions: bool = False):
         self.columns, self.material, self.class_names = columns, material, tuple(class_names)
         self.expectations = expectations
         self.temperature, self.pristine_index = float(temperature), pristine_index
-        self.check_evidence, self.trust_regions = bool(check_evidence), bool(trust_regions)
+        self.evidence_rule, self.trust_regions = str(evidence_rule), bool(trust_regions)
         self.fractions: list[dict[str, float]] = []
         self.lattice_area_nm2: list[float] = []
 
@@ -88,7 +88,7 @@ class EvidenceStep:
         q_points = to_resampled_coords(np.asarray(points, dtype=np.float64).reshape(-1, 2), factors)
         ann = annotate_detections(q_points, labels, probs, quant, class_names=self.class_names,
                                   expectations=self.expectations, temperature=self.temperature,
-                                  pristine_index=self.pristine_index, check_evidence=self.check_evidence)
+                                  pristine_index=self.pristine_index, evidence_rule=self.evidence_rule)
         regions, table, present = None, None, {}
         region = np.full(len(ann), "lattice", dtype=object)
         if quant is not None:

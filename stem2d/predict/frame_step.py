@@ -64,6 +64,15 @@ def concat_tables(rows: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table[DETECTION_COLUMNS + extra]
 
 
+def evidence_rule(value) -> str:
+    """``check_evidence`` as a rule name: ``confirm``, ``contradict`` or ``off`` (True / False are
+    ``confirm`` / ``off``, the older boolean setting)."""
+    rule = {True: "confirm", False: "off"}.get(value, value) if isinstance(value, bool) else str(value)
+    if rule not in ("confirm", "contradict", "off"):
+        raise ValueError(f"check_evidence={value!r}: choose confirm, contradict or off")
+    return rule
+
+
 class FrameStep:
     """Frames of one movie -> detections, with the detector's options and the evidence step.
 
@@ -80,7 +89,9 @@ class FrameStep:
     pixel_size_A : float
         Input sampling of the frames.
     unconfirmed : {"unknown", "drop", "relabel"}
-    evidence, check_evidence : bool
+    evidence : bool
+    check_evidence : {"confirm", "contradict", "off"} (True: confirm, False: off)
+        When a call's column unconfirms it (:func:`stem2d.predict.evidence.detection_evidence`).
     column_candidates : bool
         Also classify the columns whose intensity is ``|z| >= column_z`` robust SDs off their
         sublattice (:mod:`stem2d.predict.column_candidates`; not with a grid detector).
@@ -91,7 +102,7 @@ class FrameStep:
 
     def __init__(self, detector: SiteDetector, classify, *, class_names: tuple[str, ...], classes: ClassSet,
                  material: Material, pixel_size_A: float, unconfirmed: str = "unknown", evidence: bool = True,
-                 check_evidence: bool = True, column_candidates: bool = True, column_z: float = 4.0,
+                 check_evidence: str = "confirm", column_candidates: bool = True, column_z: float = 4.0,
                  temperature: float = 1.0) -> None:
         from stem2d.predict.column_candidates import ColumnCache, with_column_candidates
 
@@ -115,7 +126,7 @@ class FrameStep:
                 self.columns, material=material, class_names=self.class_names,
                 expectations=class_expectations(classes, material), temperature=float(temperature),
                 pristine_index=self.pristine if unconfirmed != "relabel" else None,
-                check_evidence=bool(check_evidence) and unconfirmed != "relabel",
+                evidence_rule="off" if unconfirmed == "relabel" else evidence_rule(check_evidence),
                 trust_regions=unconfirmed == "relabel")
 
     def analyze(self, frame: np.ndarray, *, canon: np.ndarray | None = None, with_heat: bool = True,

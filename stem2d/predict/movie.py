@@ -54,8 +54,10 @@ class MovieSettings:
         scored), dropped, or given its likeliest defect class (no evidence check).
     evidence : bool
         Quantify the columns of every frame: ``sublattice, intensity_rel, p_class`` per detection.
-    check_evidence : bool
-        A call whose column intensity contradicts its class is unconfirmed.
+    check_evidence : {"confirm", "contradict", "off"}
+        confirm: a call's column must read on the defect's side of the midpoint between pristine
+        and its class's Z-contrast value; contradict: only a column that clearly reads pristine
+        unconfirms the call (recall); off.
     column_candidates : bool
         Also classify columns ``|z| >= column_z`` robust SDs off their sublattice (not with grid).
     column_z : float
@@ -91,7 +93,7 @@ class MovieSettings:
     batch_size: int = 256
     unconfirmed: str = "unknown"
     evidence: bool = True
-    check_evidence: bool = True
+    check_evidence: str = "confirm"
     column_candidates: bool = True
     column_z: float = 4.0
     columns: bool = False
