@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
-    from stem2d.bench import calibration, classifier, evolution, pipeline, real, speed
+    from stem2d.bench import calibration, classifier, evolution, physics, pipeline, real, speed
 
     start = time.perf_counter()
     log.info("section %s ...", name)
@@ -39,7 +39,7 @@ def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, wor
         sec = classifier.run(cfg, ckpts, out)
     else:
         module = {"calibration": calibration, "pipeline": pipeline, "evolution": evolution, "speed": speed,
-                  "real": real}[name]
+                  "real": real, "physics": physics}[name]
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         sec = module.run(cfg, ckpts, out, folder)

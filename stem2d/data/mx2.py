@@ -69,12 +69,14 @@ def simulate_scenes(
     min_neighbour_distance_A: float = 4.0,
     max_dopant_offset_A: float = 0.6,
     second_fraction: float | None = None,
+    skip_missing: bool = False,
 ) -> SceneBases:
     """``n_per_class`` scenes per class, cycling over the materials that hold the class.
 
     A class no listed material holds raises ``ValueError``. Neighbours (other defects, Poisson
     with ``neighbour_density_per_nm2``) are drawn among the material's defect kinds from a seed
     stream of their own. ``second_fraction`` fixes the alloy composition (None: per scene).
+    ``skip_missing`` leaves out, instead of refusing, classes no listed material holds.
     """
     split_id = _split_id(split)
     mats = [get_material(m) for m in materials]
@@ -83,6 +85,8 @@ def simulate_scenes(
     scenes, labels, names, kinds = [], [], [], []
     for c, (name, class_kinds) in enumerate(classes.kinds):
         where = [m for m in mats if held[m.name][name] or not class_kinds]
+        if not where and skip_missing:
+            continue
         if not where:
             raise ValueError(f"classes.{name}: no kind of it exists in materials {list(materials)}")
         for b in range(n_per_class):
