@@ -24,7 +24,7 @@ from stem2d.classes import SITE_CLASS_KINDS, ClassSet
 from stem2d.data.simulated import BASE_STREAM, NEIGHBOUR_STREAM, SAMPLE_STREAM, SPLITS
 from stem2d.materials import MATERIALS, get_material
 from stem2d.models.preprocess import standardize_tiles
-from stem2d.sim.augment import NOISE_MODES, AugmentParams
+from stem2d.sim.augment import AugmentParams
 from stem2d.sim.physics import PhysicsRanges
 from stem2d.sim.processing import PROCESSING_TYPES, ProcessingRanges
 from stem2d.sim.randomized import RandomizedTile, randomized_tile
@@ -191,12 +191,12 @@ class MX2DataModule(pl.LightningDataModule):
         max_shear: float = 0.15,
         zoom_range: Sequence[float] = (0.95, 1.05),
         max_shift_px: float = 1.0,
-        dose_range_e_per_A2: Sequence[float] = (3.4e3, 1.1e5),
+        dose_range_e_per_A2: Sequence[float] = (1.0e4, 1.1e5),
         max_jitter_px: float = 0.6,
         max_background_fraction: float = 0.3,
         max_detector_sigma_counts: float = 1.0,
         max_blur_px: float = 0.5,
-        noise_modes: Sequence[str] = NOISE_MODES,
+        noise_modes: Sequence[str] = ("dose",),
         noise_probabilities: Sequence[float] | None = None,
         neighbour_density_per_nm2: float = 0.25,
         min_neighbour_distance_A: float = 4.0,

@@ -231,7 +231,7 @@ class CamClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_stage("test")
-        for name, acc in zip(self.hparams.noise_modes, self.test_noise_acc.compute()):
+        for name, acc in zip(self.hparams.noise_modes, torch.atleast_1d(self.test_noise_acc.compute())):
             if torch.isfinite(acc):
                 self._log_epoch(f"test/acc_{name}", acc)
         self.test_noise_acc.reset()

@@ -49,11 +49,17 @@ def classifier_path_for(material: str, class_names: Sequence[str], ckpt_path: st
                         ) -> str | None:
     """The classifier checkpoint to load for ``material`` and the configured ``class_names``.
 
-    ``ckpt_path`` if given; else the bundled classifier of the material when it ships and has
+    ``ckpt_path`` if given; else, for the site vocabulary (``classes=sites``), the bundled family
+    model ``cam_cnn_mx2.ckpt``; else the bundled classifier of the material when it ships and has
     these classes; else None (the bundled WS2 weights), with a warning saying why.
     """
+    from stem2d.classes import SITE_CLASSES
+
     if ckpt_path is not None:
         return str(ckpt_path)
+    family = bundled_classifier_path("mx2")  # one model for every MX2 material (issue #13)
+    if tuple(class_names) == SITE_CLASSES and family.is_file():
+        return str(family)
     own = bundled_classifier_path(material)
     if material == "WS2":
         return None
