@@ -23,8 +23,8 @@ from stem2d.sim.randomized import randomized_tile, render_clean
 from stem2d.sim.scene import build_scene
 
 SITES = ClassSet.from_mapping(SITE_CLASS_KINDS)
-#: Accuracy floor of the bundled family weights on fresh held-out tiles (measured: see docs/results.md).
-FAMILY_ACCURACY_FLOOR = 0.0
+#: Accuracy floor of the bundled family weights on fresh held-out tiles (below the 0.99 target: see docs/physics.md).
+FAMILY_ACCURACY_FLOOR = 0.70  # held-out test accuracy of the run: 0.798 (weight card)
 EYE = {"matrix": np.eye(2), "shift_px": np.zeros(2), "pixel_size_A": 0.3, "tile_size_px": 64}
 
 
