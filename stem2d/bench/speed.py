@@ -145,6 +145,10 @@ E2E_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: Stages of ``timings_s`` that run once per frame (the others run once per movie).
+_PER_FRAME_STAGES = ("prefetch_wait", "read", "resample", "analyse", "evidence", "baseline", "drift", "overlay", "video")
+
+
 def e2e_movie(cfg: BenchConfig, work: Path) -> Path:
     """The benchmark's synthetic movie written to a float32 TIFF (no truth beside it: no scoring)."""
     from stem2d.sim.movie_cli import write_movie
@@ -248,7 +252,7 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     labels = [label for label, _ in E2E_VARIANTS]
     t = Table(f"**End to end**: {how} on a {cfg.e2e_frames}-frame {h}x{w} px synthetic movie read from a TIFF "
               f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, detector unet, overlay video on, no "
-              f"evolution), {torch.get_num_threads()} torch thread(s) per loop thread, load average "
+              f"evolution), conf/infer.yaml's `threads` per loop thread, load average "
               f"{os.getloadavg()[0]:.2f} at the start; best of {cfg.e2e_repeats} interleaved runs each. Stage rows "
               "are seconds per frame of wall time in the thread that ran the stage (with the prefetch thread, "
               "read, resample and detect overlap the rest, so stages do not add up to the loop).",
@@ -268,7 +272,7 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     t.add("frames per second (frame loop)", *[s["frames_per_s"] for s, _ in runs], "frames/s")
     stages = list(dict.fromkeys(k for s, _ in runs for k in s["timings_s"]))
     for stage in stages:
-        per_frame = stage not in ("setup", "video_close", "score", "evolution", "tensorboard")
+        per_frame = stage in _PER_FRAME_STAGES
         t.add(f"stage '{stage}'" + ("" if per_frame else " (once)"),
               *[s["timings_s"].get(stage, 0.0) / (n if per_frame else 1) for s, _ in runs],
               "s/frame" if per_frame else "s")

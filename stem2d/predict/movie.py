@@ -482,9 +482,9 @@ def _stream(movie: MovieSource, first: np.ndarray, n_frames: int, step: FrameSte
                                           regions=getattr(shown, "regions", None))
                     timer.lap("overlay")
                     video.append(rgb)
-                    timer.lap("video")
                     if res.heat is not None:
                         heat_out.append(res.heat)
+                    timer.lap("video")
                     if k in (0, n_frames // 2, n_frames - 1):
                         out.overlay_samples[k] = rgb
                 if k == 0:
