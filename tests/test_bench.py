@@ -68,6 +68,7 @@ def _column(table, name: str) -> list[float]:
     return [float(r[i]) for r in rows if r[i] != UNDEFINED]
 
 
+@pytest.mark.slow  # the whole benchmark at quick settings: ~30 s of CPU (the default suite stays under 4 min on 2 cores)
 def test_quick_benchmark_writes_complete_report(tmp_path, fake_ckpts):
     out = tmp_path / "docs"
     argv = ["--quick", "--out", str(out), "--seed", "3"]

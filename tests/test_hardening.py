@@ -23,6 +23,7 @@ def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())["metrics"]
 
 
+@pytest.mark.slow  # two training runs: ~25 s of CPU (the default suite stays under 4 min on 2 cores)
 def test_same_seed_gives_identical_metrics(tmp_path):
     runs = []
     for name in ("a", "b"):

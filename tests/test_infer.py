@@ -68,6 +68,7 @@ def test_movie_file_with_truth_and_grid_mode(tmp_path):
     assert json.loads((out / "summary.json").read_text())["pixel_size_metadata_A"] == pytest.approx(0.3)
 
 
+@pytest.mark.slow  # infer.py in a subprocess: ~13 s of CPU (the default suite stays under 4 min on 2 cores)
 def test_bad_movie_is_a_clear_error_and_leaves_nothing(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage")

@@ -299,6 +299,7 @@ def _load(storage, name="quadratic"):
     return optuna.load_study(study_name=name, storage=storage).trials
 
 
+@pytest.mark.slow  # a sweep in a subprocess (the default suite stays under 4 min on 2 cores)
 def test_cli_sweep_end_to_end(tmp_path):
     _sweep(tmp_path, "hydra.sweeper.n_trials=2")
     trials = _load(f"sqlite:///{tmp_path}/optuna.db")
