@@ -124,7 +124,7 @@ def test_outlying_columns_are_candidates(scene):
     cache = ColumnCache(material=WS2, pixel_size_A=PS)
     frame = np.zeros(SHAPE, np.float32)
     assert cache(frame) is None  # no lattice: no evidence, no crash
-    cache._frame, cache._value = frame, scene["q"]  # as if quantified
+    cache._entries = [(frame, scene["q"])]  # as if quantified
     det = with_column_candidates(lambda f: (want[:1], np.ones(1)), cache, merge_dist_px=5.0)
     p, s = det(frame)
     assert len(p) == len(pts) and np.allclose(p[0], want[0])  # the detector's own point first, no duplicate
