@@ -320,13 +320,14 @@ def test_write_outputs_and_command(tmp_path):
     det.to_csv(run / "detections.csv", index=False)
     (run / "summary.json").write_text(json.dumps({"pixel_size_A": PIXEL_SIZE_A, "frame_shape": [192, 192]}))
     assert main([str(run), "--n-boot", "20", "--dose-per-frame", "1000"]) == 0
-    names = {p.name for p in run.iterdir()}
+    out = run / "evolution"  # not the run folder's root
+    names = {p.name for p in out.iterdir()}
     assert {"tracks.csv", "transitions.csv", "counts.csv", "msd.csv", "evolution.json", "evolution_msd.png"} <= names
-    summary = json.loads((run / "evolution.json").read_text())
+    summary = json.loads((out / "evolution.json").read_text())
     assert summary["n_frames"] == 12 and summary["pixel_size_A"] == PIXEL_SIZE_A
-    tracks = pd.read_csv(run / "tracks.csv")
+    tracks = pd.read_csv(out / "tracks.csv")
     assert list(tracks.columns[:6]) == ["track", "frame", "row", "col", "class", "score"]
-    trans = pd.read_csv(run / "transitions.csv")
+    trans = pd.read_csv(out / "transitions.csv")
     assert trans.groupby("from")["count"].sum().to_dict() == summary["transitions"]["n_transitions"]
     with pytest.raises(SystemExit):
         main([str(run / "detections.csv")])  # a bare CSV needs --pixel-size-A

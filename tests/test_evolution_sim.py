@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import stem2d.sim.movie as movie_mod
 from stem2d.evolution import analysis, evolve
 from stem2d.evolution.tracking import link_recovery
-
-movie_mod = pytest.importorskip("stem2d.sim.movie")
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,12 @@ def test_synthetic_movie_end_to_end(tmp_path):
     assert heat.dtype == np.uint8 and heat.shape[0] == 3 and heat.max() > 0  # napari's CAM layer
     assert "<h2>Classes</h2>" in (tmp_path / "report.html").read_text()
     assert summary["n_frames"] == 3
+    # python -m stem2d.evolution RUN_DIR repeats the pipeline's analysis with the same numbers
+    from stem2d.evolution.__main__ import main as evolution_main
+
+    assert evolution_main([str(tmp_path), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "evolution.json").read_text())
+    assert again == json.loads((tmp_path / "evolution" / "evolution.json").read_text())
 
 
 def test_movie_file_with_truth_and_grid_mode(tmp_path):

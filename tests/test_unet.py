@@ -102,8 +102,7 @@ def test_train_fast_dev_run(tmp_path):
 
 def test_bundled_unet_meets_floor_on_fresh_movie():
     """The shipped U-Net on a held-out synthetic movie (seed never used in training)."""
-    if not BUNDLED.exists():
-        pytest.skip("no bundled U-Net yet")
+    assert BUNDLED.is_file(), f"the bundled U-Net {BUNDLED} is missing"
     from stem2d.predict.pixelmap import detect_defects
     from stem2d.predict.scoring import score_detections
     from stem2d.sim.movie import MovieConfig, simulate_movie

@@ -1,9 +1,11 @@
 """Command: ``python -m stem2d.evolution PATH`` analyses the defect evolution of an infer run.
 
-PATH is an infer run folder (``detections.csv`` and ``summary.json`` with ``pixel_size_A`` and
-``frame_shape``, optionally ``n_frames``) or a detections CSV (then give ``--pixel-size-A`` and
-``--frame-shape``, or ``--frames``). Outputs go next to the detections, or into ``--out``.
-Options given on the command line win over ``summary.json``.
+PATH is an infer run folder (``detections.csv`` and ``summary.json``) or a detections CSV (then
+give ``--pixel-size-A`` and ``--frame-shape``, or ``--frames``). From a run folder it repeats the
+pipeline's analysis exactly: the same confirmed detections (``unknown`` rows left out), the drift
+measured while streaming (``drift_px``), material, classes, dose and ``evolution.*`` settings of
+``summary.json``; options given on the command line win. Outputs go to ``<folder>/evolution/``
+(beside the detections CSV), or into ``--out``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from stem2d.evolution import evolve
+from stem2d.predict.evidence import UNKNOWN
 from stem2d.io.tables import read_detections
 
 log = logging.getLogger("stem2d.evolution")
@@ -28,18 +31,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size-A", type=float, help="angstrom per px (required for a bare CSV)")
     p.add_argument("--frame-shape", type=int, nargs=2, metavar=("H", "W"), help="frame size in px")
     p.add_argument("--n-frames", type=int, help="number of frames (default: from frames or detections)")
-    p.add_argument("--frames", type=Path, help="movie (.npy or .tif, shape T x H x W) for drift correction")
+    p.add_argument("--frames", type=Path, help="movie (.npy or .tif, shape T x H x W) to measure the drift again")
     p.add_argument("--dose-per-frame", type=float, help="electron dose per frame, e/A^2")
     p.add_argument("--frame-time-s", type=float, help="seconds per frame")
-    p.add_argument("--material", default="WS2", help="sets the lattice constant (default WS2)")
-    p.add_argument("--diffusing-class", default="s_vacancy", help="class for diffusion and creation")
-    p.add_argument("--search-range-A", type=float, default=5.0, help="linking search range, angstrom")
-    p.add_argument("--memory", type=int, default=2, help="frames a defect may be missed (gap closing)")
-    p.add_argument("--max-lag-frames", type=int, default=4, help="largest MSD lag fitted")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the D interval")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--out", type=Path, help="output folder (default: the detections' folder)")
+    p.add_argument("--material", help="sets the lattice constant (default: the run's, else WS2)")
+    p.add_argument("--diffusing-class", help="class for diffusion and creation (default s_vacancy)")
+    p.add_argument("--search-range-A", type=float, help="linking search range, angstrom (default 5)")
+    p.add_argument("--class-change-cost-A", type=float, help="linking cost of a class change, angstrom (default 2.5)")
+    p.add_argument("--memory", type=int, help="frames a defect may be missed (gap closing; default 2)")
+    p.add_argument("--max-lag-frames", type=int, help="largest MSD lag fitted (default 4)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the D interval (default 200)")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    p.add_argument("--out", type=Path, help="output folder (default: evolution/ beside the detections)")
     return p
+
+
+#: Command-line flags -> keyword of :func:`stem2d.evolution.evolve` (the ``evolution.*`` keys of infer.py).
+_SETTINGS = {"diffusing_class": "diffusing_class", "search_range_A": "search_range_A",
+             "class_change_cost_A": "class_change_cost_A", "memory": "memory", "max_lag_frames": "max_lag_frames",
+             "frame_time_s": "frame_time_s", "n_boot": "n_boot", "seed": "rng"}
+
+
+def _settings(args: argparse.Namespace, meta: dict) -> dict:
+    """``evolve`` keywords: the run's ``settings.evolution`` (summary.json), then the flags given."""
+    run = (meta.get("settings") or {}).get("evolution")
+    kwargs = {k: v for k, v in run.items() if k in _SETTINGS.values()} if isinstance(run, dict) else {}
+    kwargs.update({key: getattr(args, flag) for flag, key in _SETTINGS.items() if getattr(args, flag) is not None})
+    return kwargs
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, dict, Path]:
@@ -87,20 +105,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        detections, meta, default_out = _read_inputs(args)
+        detections, meta, folder = _read_inputs(args)
+        detections = detections[detections["class"] != UNKNOWN]  # as the pipeline: flagged candidates are no claims
         frames = None if args.frames is None else _read_frames(args.frames)
         if frames is not None:
             meta.setdefault("frame_shape", list(frames.shape[1:]))
         pixel_size_A = _pick(args.pixel_size_A, meta, "pixel_size_A", "--pixel-size-A", args.path)
         frame_shape = _pick(args.frame_shape, meta, "frame_shape", "--frame-shape H W", args.path)
         n_frames = args.n_frames if args.n_frames is not None else meta.get("n_frames")
+        dose = args.dose_per_frame if args.dose_per_frame is not None else \
+            (meta.get("settings") or {}).get("dose_per_frame")
+        classes = [c for c in meta.get("class_names", ()) if c != "pristine"]
+        drift = None if frames is not None or meta.get("drift_px") is None else np.asarray(meta["drift_px"], float)
         result = evolve(
             detections, pixel_size_A=float(pixel_size_A), frame_shape=tuple(frame_shape), frames=frames,
-            dose_per_frame=args.dose_per_frame, n_frames=n_frames, material=args.material,
-            diffusing_class=args.diffusing_class, search_range_A=args.search_range_A, memory=args.memory,
-            max_lag_frames=args.max_lag_frames, frame_time_s=args.frame_time_s, n_boot=args.n_boot, rng=args.seed,
+            drift_px=drift, dose_per_frame=dose, n_frames=n_frames, classes=classes,
+            material=args.material or meta.get("material") or "WS2", **_settings(args, meta),
         )
-        paths = result.write(args.out or default_out)
+        # a run folder has its own counts.png (the pipeline's evolution/ skips its copy too)
+        paths = result.write(args.out or folder / "evolution",
+                             skip_figures=("counts",) if args.path.is_dir() else ())
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     d = result.diffusion

@@ -64,12 +64,8 @@ def build_model(model_cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
 
 def _pruning_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     """The sweep's pruning callback (``stem2d.sweeper.pruning_callback_from_cfg``), if any."""
-    try:
-        from stem2d.sweeper import pruning_callback_from_cfg
-    except ImportError as err:  # the sweeper package is optional
-        if err.name not in ("stem2d.sweeper", None) and not str(err).startswith("cannot import name"):
-            raise
-        return []
+    from stem2d.sweeper import pruning_callback_from_cfg
+
     callback = pruning_callback_from_cfg(cfg)
     return [] if callback is None else [callback]
 
