@@ -31,7 +31,7 @@ from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.lattice import lattice_points, maksov_points
 from stem2d.lattice.scale import resample, resample_factors, to_input_coords
 from stem2d.materials import get_material
-from stem2d.models.pixel import load_pixel_predictor
+from stem2d.models.loading import load_pixel_predictor
 from stem2d.predict.pixelmap import extract_defects, predict_frame
 from stem2d.predict.scoring import match_points
 from stem2d.sim.movie import MovieConfig, simulate_movie

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
@@ -34,8 +34,11 @@ from stem2d.io.readers import read_movie
 from stem2d.io.tables import read_detections, read_truth
 from stem2d.lattice.sampling import check_pixel_size, plan_resample
 from stem2d.models.divergence import DivergenceGuard, TrainingDiverged
-from stem2d.models.loading import bundled_classifier_path, load_classifier
-from stem2d.models.pixel import load_pixel_predictor
+from stem2d.models.loading import (
+    bundled_classifier_path,
+    load_classifier,
+    load_pixel_predictor,
+)
 from stem2d.output.rundir import CLAIM_FILE, claim_run_dir
 from stem2d.pipeline.schema import INFER, TRAIN, Check, check_value, validate
 from stem2d.pipeline.tiles import run_tiles
@@ -116,7 +119,7 @@ CASES = [
     ("resume-text",            "resume",     "text_ckpt",                              r"ckpt_path=.*text_ckpt\.ckpt.*weights_only=True"),
     ("resume-slim-export",     "resume",     "bundled_classifier",                     r"ckpt_path=.*cam_cnn_ws2\.ckpt.*weights only.*train=false"),
     ("resume-missing",         "resume",     "missing_ckpt",                           r"ckpt_path=.*nothing\.ckpt.*no such file"),
-    # checkpoints given to infer.py as unet_ckpt_path (stem2d.models.pixel.load_pixel_predictor)
+    # checkpoints given to infer.py as unet_ckpt_path (stem2d.models.loading.load_pixel_predictor)
     ("unet-pickle",            "unet",       "pickle_payload",                         r"U-Net checkpoint .*pickle_payload\.pkl.*unet_ckpt_path.*weights_only=True"),
     ("unet-text",              "unet",       "text_ckpt",                              r"U-Net checkpoint .*text_ckpt\.ckpt.*weights_only=True"),
     ("unet-classifier",        "unet",       "bundled_classifier",                     r"cam_cnn_ws2\.ckpt.*holds a CamNet network.*ckpt_path="),

@@ -10,8 +10,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.fixture(scope="module")
 def unet():
-    from stem2d.models.loading import weights_dir
-    from stem2d.models.pixel import load_pixel_predictor
+    from stem2d.models.loading import load_pixel_predictor, weights_dir
     from stem2d.models.unet import fuse_batchnorm
 
     return fuse_batchnorm(load_pixel_predictor(weights_dir() / "unet_ws2.ckpt").net.eval())

@@ -7,12 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from stem2d.models.pixel import (
-    LOSSES,
-    PixelPredictor,
-    load_pixel_predictor,
-    save_slim_checkpoint,
-)
+from stem2d.models.loading import load_pixel_predictor, save_slim_checkpoint
+from stem2d.models.pixel import LOSSES, PixelPredictor
 from stem2d.models.unet import UNet, build_unet
 from tests.test_train import compose_train
 

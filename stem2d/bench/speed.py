@@ -28,8 +28,7 @@ from stem2d.bench.report import NOT_AVAILABLE, Section, Table
 from stem2d.classes import DEFAULT_CLASSES
 from stem2d.data.simulated import SimulatedDataModule
 from stem2d.models.classifier import CamClassifier
-from stem2d.models.loading import load_classifier
-from stem2d.models.pixel import load_pixel_predictor
+from stem2d.models.loading import load_classifier, load_pixel_predictor
 from stem2d.predict.classify import classify_tiles
 from stem2d.predict.pixelmap import predict_frame
 from stem2d.sim.movie import MovieConfig, simulate_movie

@@ -14,12 +14,14 @@ import torch
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX, __version__
 from stem2d.models.classifier import CamClassifier
 from stem2d.models.nets import build_net
+from stem2d.models.pixel import PixelPredictor
+from stem2d.models.unet import UNet, build_unet
 from stem2d.output.files import atomic_path
 from stem2d.output.plain import to_plain
 
 __all__ = [
     "BUNDLED_CHECKPOINT", "bundled_classifier_path", "classifier_path_for", "export_checkpoint", "load_classifier",
-    "load_unet", "weights_dir",
+    "load_pixel_predictor", "load_unet", "save_slim_checkpoint", "weights_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,6 @@ def load_unet(ckpt_path: str | Path | None = None) -> torch.nn.Module:
 
     ``ckpt_path`` None loads the bundled ``stem2d/weights/unet_ws2.ckpt``.
     """
-    from stem2d.models.pixel import load_pixel_predictor
     from stem2d.models.unet import fuse_batchnorm
 
     path = weights_dir() / "unet_ws2.ckpt" if ckpt_path is None else Path(ckpt_path)
@@ -177,3 +178,72 @@ def export_checkpoint(
     with atomic_path(out_path) as tmp:
         torch.save(slim, tmp)
     return Path(out_path)
+
+
+#: Hyper-parameters that only matter for training (left out of slim checkpoints).
+_TRAINING_ONLY = ("optimizer", "scheduler", "compile")
+
+
+def save_slim_checkpoint(src: str | Path, dst: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """Copy a PixelPredictor Lightning checkpoint keeping only weights, net spec and hparams.
+
+    Parameters
+    ----------
+    src : path
+        Full Lightning checkpoint (with optimizer state, callbacks, ...).
+    dst : path
+        Where to write the slim checkpoint (a few hundred kB for the default U-Net).
+    extra : dict, optional
+        Plain values stored under ``checkpoint["stem2d"]`` (e.g. the command that trained it).
+    """
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    if "stem2d" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{src}: not a PixelPredictor checkpoint (no 'stem2d' / 'state_dict' entry)")
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
+    slim = {
+        "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")},
+        "hyper_parameters": hparams,
+        "stem2d": {**ckpt["stem2d"], **to_plain(extra or {})},
+        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
+    }
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, dst)
+    return dst
+
+
+def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> PixelPredictor:
+    """Load a (full or slim) PixelPredictor checkpoint for inference, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not a PixelPredictor checkpoint or names an unknown network.
+    """
+    path = Path(path)
+    what = f"U-Net checkpoint {str(path)!r} (unet_ckpt_path)"
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ValueError(f"{what} is not a checkpoint that loads safely with weights_only=True: a pickle "
+                         f"with code, a text file or a damaged file ({type(err).__name__})") from err
+    stem2d_entry = ckpt.get("stem2d") if isinstance(ckpt, dict) else None
+    spec = stem2d_entry.get("net") if isinstance(stem2d_entry, dict) else None
+    if not isinstance(spec, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{what} is not a stem2d PixelPredictor checkpoint (no 'stem2d.net' spec or state_dict)")
+    if spec.get("name", "UNet") != "UNet":
+        raise ValueError(f"{what} holds a {spec.get('name')} network (a tile classifier?), not the U-Net pixel "
+                         "predictor; a classifier goes to ckpt_path=, a U-Net from train.py experiment=exp_unet "
+                         "to unet_ckpt_path=")
+    net: UNet = build_unet(spec)
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
+    model = PixelPredictor(net, **hparams)
+    model.load_state_dict(ckpt["state_dict"], strict=False)
+    missing = [k for k in model.state_dict() if k.startswith("net.") and k not in ckpt["state_dict"]]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks network weights {missing[:3]}...")
+    return model.eval()

@@ -25,12 +25,12 @@ from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, MASK_IGNORE
 from stem2d.models.optim import optimizers_from_factories
-from stem2d.models.unet import UNet, build_unet
+from stem2d.models.unet import UNet
 from stem2d.output.plain import to_plain
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LOSSES", "PixelPredictor", "load_pixel_predictor", "save_slim_checkpoint"]
+__all__ = ["LOSSES", "PixelPredictor", "pretrained_unet"]
 
 
 def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -248,75 +248,6 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-6)
 
 
-#: Hyper-parameters that only matter for training (left out of slim checkpoints).
-_TRAINING_ONLY = ("optimizer", "scheduler", "compile")
-
-
-def save_slim_checkpoint(src: str | Path, dst: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-    """Copy a PixelPredictor Lightning checkpoint keeping only weights, net spec and hparams.
-
-    Parameters
-    ----------
-    src : path
-        Full Lightning checkpoint (with optimizer state, callbacks, ...).
-    dst : path
-        Where to write the slim checkpoint (a few hundred kB for the default U-Net).
-    extra : dict, optional
-        Plain values stored under ``checkpoint["stem2d"]`` (e.g. the command that trained it).
-    """
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    if "stem2d" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{src}: not a PixelPredictor checkpoint (no 'stem2d' / 'state_dict' entry)")
-    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
-    slim = {
-        "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")},
-        "hyper_parameters": hparams,
-        "stem2d": {**ckpt["stem2d"], **to_plain(extra or {})},
-        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
-    }
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(slim, dst)
-    return dst
-
-
-def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> PixelPredictor:
-    """Load a (full or slim) PixelPredictor checkpoint for inference, in eval mode.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        The file is not a PixelPredictor checkpoint or names an unknown network.
-    """
-    path = Path(path)
-    what = f"U-Net checkpoint {str(path)!r} (unet_ckpt_path)"
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise ValueError(f"{what} is not a checkpoint that loads safely with weights_only=True: a pickle "
-                         f"with code, a text file or a damaged file ({type(err).__name__})") from err
-    stem2d_entry = ckpt.get("stem2d") if isinstance(ckpt, dict) else None
-    spec = stem2d_entry.get("net") if isinstance(stem2d_entry, dict) else None
-    if not isinstance(spec, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{what} is not a stem2d PixelPredictor checkpoint (no 'stem2d.net' spec or state_dict)")
-    if spec.get("name", "UNet") != "UNet":
-        raise ValueError(f"{what} holds a {spec.get('name')} network (a tile classifier?), not the U-Net pixel "
-                         "predictor; a classifier goes to ckpt_path=, a U-Net from train.py experiment=exp_unet "
-                         "to unet_ckpt_path=")
-    net: UNet = build_unet(spec)
-    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
-    model = PixelPredictor(net, **hparams)
-    model.load_state_dict(ckpt["state_dict"], strict=False)
-    missing = [k for k in model.state_dict() if k.startswith("net.") and k not in ckpt["state_dict"]]
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks network weights {missing[:3]}...")
-    return model.eval()
-
-
 def pretrained_unet(path: str | Path | None = None, *, channels: Sequence[int] | None = None,
                     convs_per_block: int | None = None, num_classes: int | None = None) -> UNet:
     """The network of a PixelPredictor checkpoint, in training mode, to fine-tune (``experiment=adapt``).
@@ -335,6 +266,8 @@ def pretrained_unet(path: str | Path | None = None, *, channels: Sequence[int] |
         from stem2d.models.loading import weights_dir
 
         path = weights_dir() / "unet_ws2.ckpt"
+    from stem2d.models.loading import load_pixel_predictor
+
     net = load_pixel_predictor(path).net
     spec = net.spec()
     for key, given in (("channels", channels), ("convs_per_block", convs_per_block), ("num_classes", num_classes)):
