@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from stem2d.evolution import evolve
-from stem2d.predict.evidence import UNKNOWN
 from stem2d.io.tables import read_detections
+from stem2d.predict.evidence import UNKNOWN
 
 log = logging.getLogger("stem2d.evolution")
 
