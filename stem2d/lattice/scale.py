@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage, sparse
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d.lattice._frame import check_frame
 from stem2d.materials import Material
 
 __all__ = [
@@ -320,7 +321,7 @@ def to_input_coords(rowcol: np.ndarray, factors: tuple[float, float]) -> np.ndar
 
 def _bragg_vectors(frame, *, min_period_px, max_period_px, min_peak_ratio) -> np.ndarray:
     """Three first-ring reciprocal vectors 60 degrees apart, (3, 2) (row, col) in cycles/px."""
-    img = _check_frame(frame)
+    img = check_frame(frame, min_px=32, allow_constant=False)
     if not 2.0 < min_period_px < max_period_px:
         raise ValueError(f"need 2 < min_period_px < max_period_px, got min_period_px="
                          f"{min_period_px}, max_period_px={max_period_px}")
@@ -368,17 +369,6 @@ def _distortion(g: np.ndarray) -> float:
     """Relative spread ``(max - min) / mean`` of the three ring radii (0 for a perfect lattice)."""
     radii = np.hypot(g[:, 0], g[:, 1])
     return float(np.ptp(radii) / radii.mean())
-
-
-def _check_frame(frame: np.ndarray) -> np.ndarray:
-    img = np.asarray(frame, dtype=np.float64)
-    if img.ndim != 2 or min(img.shape) < 32:
-        raise ValueError(f"frame must be a 2D image of at least 32 x 32 px, got shape {img.shape}")
-    if not np.isfinite(img).all():
-        raise ValueError("frame contains NaN or Inf values")
-    if np.ptp(img) == 0:
-        raise ValueError("no lattice found: the frame is constant")
-    return img
 
 
 def _log_spectrum(
