@@ -3,7 +3,6 @@ import numpy as np
 from stem2d.predict.windows import (
     extract_windows,
     grid_centres,
-    merge_close,
     window_origins,
 )
 
@@ -32,9 +31,3 @@ def test_grid_centres_cover_frame():
     assert c[:, 0].min() == 32 and c[:, 0].max() == 96
     assert c[:, 1].max() == 128
     assert len(c) == 3 * 4
-
-
-def test_merge_close_keeps_best():
-    pts = np.array([[0, 0], [1, 0], [10, 10]], float)
-    keep = merge_close(pts, np.array([0.5, 0.9, 0.1]), min_dist=2.0)
-    assert list(keep) == [1, 2]

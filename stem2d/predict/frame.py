@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
+from stem2d.lattice.points import suppress_close
 from stem2d.lattice.scale import (
     resample,
     resample_factors,
@@ -20,7 +21,7 @@ from stem2d.lattice.scale import (
     to_input_coords,
 )
 from stem2d.predict.overlay import insert_cams
-from stem2d.predict.windows import extract_windows, merge_close, window_origins
+from stem2d.predict.windows import extract_windows, window_origins
 
 #: A detector maps a canonical-sampling frame to candidate points (N, 2) and scores (N,).
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -146,7 +147,7 @@ def analyze_frame(
         points = np.where(ok[:, None], refined, points)
         keep &= ok
         idx = np.flatnonzero(keep)
-        order = merge_close(points[idx], scores[idx], min_dist=merge_dist_A / CANONICAL_PIXEL_SIZE_A)
+        order = suppress_close(points[idx], scores[idx], min_dist_px=merge_dist_A / CANONICAL_PIXEL_SIZE_A)
         keep = np.zeros(len(points), bool)
         keep[idx[order]] = True
         det_scores = scores.copy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from stem2d import TILE_SIZE_PX
 
@@ -53,23 +52,3 @@ def grid_centres(shape: tuple[int, int], *, stride: int, size: int = TILE_SIZE_P
     cols = np.arange(half, max(shape[1] - half, half) + 1, stride)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     return np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.float64)
-
-
-def merge_close(points: np.ndarray, scores: np.ndarray, *, min_dist: float) -> np.ndarray:
-    """Greedy non-maximum suppression: indices of points kept, best score first.
-
-    A point is dropped when a higher-scoring kept point lies within ``min_dist``.
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    if len(points) == 0:
-        return order
-    tree = cKDTree(points)
-    suppressed = np.zeros(len(points), bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed[tree.query_ball_point(points[i], min_dist)] = True
-    return np.asarray(keep, dtype=np.int64)
