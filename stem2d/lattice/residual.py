@@ -83,23 +83,6 @@ def lattice_residual(
     return residual
 
 
-def lattice_mask(
-    frame: np.ndarray,
-    *,
-    material: Material,
-    pixel_size_A: float = CANONICAL_PIXEL_SIZE_A,
-    threshold: float = 4.0,
-) -> np.ndarray:
-    """Defect mask: ``|lattice_residual| > threshold`` (robust standard deviations).
-
-    See :func:`lattice_residual` for the parameters. Returns a bool array of shape (H, W).
-    """
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold}")
-    z = lattice_residual(frame, material=material, pixel_size_A=pixel_size_A)
-    return np.abs(z) > threshold
-
-
 def lattice_points(
     frame: np.ndarray,
     *,

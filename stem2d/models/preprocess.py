@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 _EPS = 1e-6
 
@@ -26,11 +25,3 @@ def standardize_tiles(tiles: np.ndarray) -> np.ndarray:
     med = np.median(x, axis=(-2, -1), keepdims=True)
     std = x.std(axis=(-2, -1), keepdims=True)
     return ((x - med) / (std + _EPS)).astype(np.float32)
-
-
-def standardize_tiles_torch(tiles: torch.Tensor) -> torch.Tensor:
-    """Torch twin of :func:`standardize_tiles` for tensors of shape (..., H, W)."""
-    x = tiles.float()
-    med = x.flatten(-2).median(dim=-1).values[..., None, None]
-    std = x.std(dim=(-2, -1), keepdim=True, unbiased=False)
-    return (x - med) / (std + _EPS)
