@@ -535,6 +535,18 @@ def test_claim_is_reentrant_for_the_same_process(tmp_path):
     assert claim_run_dir(tmp_path / "run") == claim_run_dir(tmp_path / "run")
 
 
+def test_a_child_of_the_claiming_run_may_join_it_a_stranger_may_not(tmp_path):
+    """DDP starts ranks > 0 as children of rank 0 running the same command in the same folder."""
+    claim_run_dir(tmp_path / "run")
+    code = "import sys; from stem2d.output.rundir import claim_run_dir; claim_run_dir(sys.argv[1])"
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    grandchild = subprocess.run(  # a process whose parent is not the claiming run
+        [sys.executable, "-c", f"import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', {code!r}, "
+                               f"{str(tmp_path / 'run')!r}]).returncode)"], capture_output=True, text=True)
+    assert grandchild.returncode != 0
+
+
 # ------------------------------------------------------------------------------ the command line (slow)
 
 

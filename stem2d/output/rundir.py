@@ -38,7 +38,8 @@ def claim_run_dir(path: str | os.PathLike, *, key: str = "hydra.run.dir") -> Pat
     """Create ``path`` (and parents) and claim it for this process; return it.
 
     Claiming again from the same process is a no-op (the entry script's callback and the
-    pipeline may both call this).
+    pipeline may both call this), and so is a claim by a child of the claiming process (the
+    DDP launcher starts ranks > 0 as children running the same command in the same folder).
 
     Parameters
     ----------
@@ -62,7 +63,9 @@ def claim_run_dir(path: str | os.PathLike, *, key: str = "hydra.run.dir") -> Pat
         fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         other = _read_claim(claim)
-        if other.get("pid") == record["pid"] and other.get("host") == record["host"]:
+        # the same process claims again, or a child of the claiming run (DDP's rank > 0 processes
+        # re-run the entry script with the same hydra.run.dir) joins it
+        if other.get("host") == record["host"] and other.get("pid") in (record["pid"], os.getppid()):
             return folder
         raise RunFolderTaken(
             f"{key}={str(folder)!r} is already used by another run ({_describe(other)}); two runs in one "
