@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from stem2d.sim.movie_cli import main, write_movie
 WS2 = get_material("WS2")
 A = WS2.a_A
 PS = 0.25
+CONF = Path(__file__).resolve().parents[1] / "conf"
 DENSE = dict(mo_density_per_nm2=1.0, s_vacancy_density_per_nm2=1.0, w_vacancy_density_per_nm2=0.3,
              w_antisite_density_per_nm2=0.3, mo_switch_prob_ab=0.5, mo_switch_prob_ba=0.5)
 
@@ -72,6 +74,19 @@ def test_truth_table_columns_dtypes_and_classes():
     t6 = simulate_movie(small(**DENSE), 1, classes=six).truth
     assert set(t6["kind"]) <= {"Mo_W", "V_S2", "V_W"} and len(t6) < len(t)
 
+
+
+def test_generic_site_classes_name_the_truth():
+    """conf/classes/sites.yaml names kinds generically (Mlight_M, X_X2, ...): they match the movie's Mo_W, V_S2, ..."""
+    import yaml
+
+    sites = ClassSet.from_mapping(yaml.safe_load(open(CONF / "classes" / "sites.yaml")))
+    t = simulate_movie(small(**DENSE), 1, classes=sites).truth
+    default = simulate_movie(small(**DENSE), 1).truth
+    assert len(t) == len(default) > 0  # every simulated WS2 kind has a site class
+    assert set(t.loc[t["kind"] == "Mo_W", "class"]) == {"metal_lighter"}
+    assert set(t.loc[t["kind"] == "V_W", "class"]) == {"metal_vacancy"}
+    assert set(t["class"]) <= set(sites.names)
 
 def test_truth_points_are_the_defects_of_the_clean_render():
     """Defect-minus-pristine render has its extremum at every truth point, of the right size."""

@@ -7,6 +7,7 @@ Config -> :class:`~stem2d.predict.movie.MovieSettings`, detector and classifier 
 
 from __future__ import annotations
 
+import logging
 import time
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +18,8 @@ from stem2d.pipeline.schema import INFER, validate
 from stem2d.pipeline.utils import output_dir
 from stem2d.predict.detectors import SiteDetector, build_detector
 from stem2d.predict.movie import MovieSettings, MovieSource, analyze_movie
+
+log = logging.getLogger(__name__)
 
 __all__ = ["configured_detector", "load_configured_classifier", "movie_settings", "open_input", "run_movie",
            "synthetic_movie"]
@@ -108,7 +111,11 @@ def open_input(cfg: DictConfig, classes: ClassSet) -> MovieSource:
         movie = MovieSource.from_path(str(cfg.movie), dataset=cfg.get("dataset"))
         return MovieSource(movie.frames, movie.source, movie.pixel_size_A_metadata, movie.truth,
                            {"settings": settings})
-    classes.validate(get_material(str(cfg.material)))  # the synthetic movie places these kinds in this material
+    material = get_material(str(cfg.material))
+    empty = [name for name, kinds in classes.kinds_in(material).items() if kinds == () and classes.kinds_of(name)]
+    if empty:  # e.g. classes=sites on WS2: no heavier metal exists, so that class has no truth
+        log.info("classes %s have no defect kind in %s: the synthetic movie's truth holds none of them",
+                 empty, material.name)
     movie = synthetic_movie(cfg, classes)
     extra = {"settings": settings, "synthetic": {"seed": int(cfg.seed), "params": to_plain(movie.params)}}
     return MovieSource(movie.frames, f"synthetic(seed={cfg.seed})", movie.pixel_size_A, movie.truth, extra)

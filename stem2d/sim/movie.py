@@ -24,7 +24,8 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from stem2d.classes import ClassSet
+from stem2d.classes import ClassSet, parse_kind
+from stem2d.materials import Material
 from stem2d.sim.dynamics import simulate_defects
 from stem2d.sim.imaging import HAADF_PEAK_FRACTION
 from stem2d.sim.movie_config import MovieConfig
@@ -141,17 +142,25 @@ class SyntheticMovie:
                 f"pixel_size_A={self.pixel_size_A:.4f})")
 
 
-def _class_of(classes: ClassSet) -> dict[str, str]:
-    return {kind: name for name, kinds in classes.kinds for kind in kinds}
+def _class_of(classes: ClassSet, kinds: np.ndarray, material: Material) -> dict[str, str]:
+    """The class of each simulated kind: the class holding a kind that means the same defect in
+    ``material`` (so generic kinds such as ``Mlight_M`` of conf/classes/sites.yaml match ``Mo_W``)."""
+
+    def key(kind: str) -> tuple:
+        k = parse_kind(kind, material)
+        return k.site, k.whole_column, k.occupant_z
+
+    by_key = {key(kind): name for name, kinds_ in classes.kinds_in(material).items() for kind in kinds_}
+    return {kind: by_key[key(kind)] for kind in set(kinds) if key(kind) in by_key}
 
 
-def _truth(history: pd.DataFrame, geo: MovieGeometry, classes: ClassSet) -> pd.DataFrame:
+def _truth(history: pd.DataFrame, geo: MovieGeometry, classes: ClassSet, material: Material) -> pd.DataFrame:
     frame = history["frame"].to_numpy()
     img = geo.to_image(history[["row_A", "col_A"]].to_numpy(), frame)
     h, w = geo.shape
     inside = ((img[:, 0] >= -0.5) & (img[:, 0] < h - 0.5) & (img[:, 1] >= -0.5) & (img[:, 1] < w - 0.5))
-    lookup = _class_of(classes)
     kinds = history["kind"].to_numpy()
+    lookup = _class_of(classes, kinds, material)
     missing = sorted(set(kinds[inside]) - set(lookup))
     if missing:
         log.warning("defect kinds %s are in no class of %s: left out of the truth",
@@ -212,7 +221,7 @@ def simulate_movie(cfg: MovieConfig, rng=None, *, classes: ClassSet | None = Non
               * HAADF_PEAK_FRACTION,
               "classes": classes.to_dict()}
     renderer = MovieRenderer(cfg, geo, history, seed)
-    truth = _truth(history, geo, classes)
+    truth = _truth(history, geo, classes, cfg.material_obj)
     log.info("synthetic %s movie: %d frames of %s px at %.3f A/px, %d truth points",
              cfg.material, cfg.n_frames, cfg.frame_shape, geo.pixel_size_A, len(truth))
     return SyntheticMovie(renderer=renderer, truth=truth, history=history, params=params,
