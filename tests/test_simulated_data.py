@@ -10,7 +10,6 @@ from hydra.utils import instantiate
 
 from stem2d.classes import ClassSet
 from stem2d.data.simulated import (
-    SPLITS,
     LazyTileBases,
     Neighbours,
     SimulatedDataModule,
@@ -18,6 +17,7 @@ from stem2d.data.simulated import (
     make_split,
     simulate_bases,
 )
+from stem2d.data.splits import SPLITS
 from stem2d.materials import get_material
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

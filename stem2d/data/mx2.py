@@ -14,14 +14,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import SITE_CLASS_KINDS, ClassSet
-from stem2d.data.simulated import BASE_STREAM, NEIGHBOUR_STREAM, SAMPLE_STREAM, SPLITS
+from stem2d.data.simulated import BASE_STREAM, NEIGHBOUR_STREAM, SAMPLE_STREAM
+from stem2d.data.splits import SplitTileDataModule, split_index
 from stem2d.materials import MATERIALS, get_material
 from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import AugmentParams
@@ -51,12 +51,6 @@ class SceneBases:
         return len(self.scenes)
 
 
-def _split_id(split: str) -> int:
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}")
-    return SPLITS.index(split)
-
-
 def simulate_scenes(
     classes: ClassSet,
     *,
@@ -78,7 +72,7 @@ def simulate_scenes(
     stream of their own. ``second_fraction`` fixes the alloy composition (None: per scene).
     ``skip_missing`` leaves out, instead of refusing, classes no listed material holds.
     """
-    split_id = _split_id(split)
+    split_id = split_index(split)
     mats = [get_material(m) for m in materials]
     held = {m.name: classes.kinds_in(m) for m in mats}
     area_nm2 = np.pi * (SCENE_RADIUS_A / 10.0) ** 2
@@ -124,7 +118,7 @@ class RandomizedTileDataset(Dataset):
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         self.bases, self.n_samples, self.seed = bases, int(n_samples), int(seed)
         self.params, self.physics, self.processing = params, physics, processing
-        self._split_id = _split_id(bases.split)
+        self._split_id = split_index(bases.split)
         self._material_index = {name: i for i, name in enumerate(MATERIALS)}
 
     def __len__(self) -> int:
@@ -160,7 +154,7 @@ def _one_thread(_: int) -> None:
     threadpool_limits(1)
 
 
-class MX2DataModule(pl.LightningDataModule):
+class MX2DataModule(SplitTileDataModule):
     """Train/val/test loaders of physics-randomised MX2 tiles (``conf/data/mx2.yaml``).
 
     Constructor arguments mirror the YAML: counts and loader settings, ``materials``, the
@@ -168,6 +162,8 @@ class MX2DataModule(pl.LightningDataModule):
     ``physics`` / ``processing`` range mappings (:class:`~stem2d.sim.physics.PhysicsRanges`,
     :class:`~stem2d.sim.processing.ProcessingRanges`). Bad values raise ``ValueError``.
     """
+
+    worker_init = staticmethod(_one_thread)
 
     def __init__(
         self,
@@ -243,22 +239,6 @@ class MX2DataModule(pl.LightningDataModule):
         self.persistent_workers, self.seed = bool(persistent_workers), int(seed)
         self.datasets: dict[str, RandomizedTileDataset] = {}
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.classes.names
-
-    @property
-    def noise_modes(self) -> tuple[str, ...]:
-        return self.params.noise_modes
-
-    @property
-    def tile_size_px(self) -> int:
-        return self.params.tile_size_px
-
-    @property
-    def pixel_size_A(self) -> float:
-        return self.params.pixel_size_A
-
     def make_dataset(self, split: str) -> RandomizedTileDataset:
         """Simulate the scenes of one split and wrap them (no caching)."""
         bases = simulate_scenes(self.classes, n_per_class=self._bases[split], split=split,
@@ -266,36 +246,6 @@ class MX2DataModule(pl.LightningDataModule):
         return RandomizedTileDataset(bases, n_samples=self._samples[split], seed=self.seed,
                                      params=self.params, physics=self.physics,
                                      processing=self.processing)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Simulate the scenes of the splits ``stage`` needs; later calls reuse them."""
-        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (),
-                  None: SPLITS}
-        if stage not in stages:
-            raise ValueError(f"stage={stage!r}: expected one of {list(stages)}")
-        for split in stages[stage]:
-            if split not in self.datasets:
-                self.datasets[split] = self.make_dataset(split)
-                log.info("%s: %d scenes, %d samples", split, len(self.datasets[split].bases),
-                         self._samples[split])
-
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise RuntimeError(f"call setup() before requesting the {split} dataloader")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          generator=generator, num_workers=self.num_workers,
-                          worker_init_fn=_one_thread if self.num_workers > 0 else None,
-                          persistent_workers=self.persistent_workers and self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 __all__ = ["MX2DataModule", "PROCESSING_TYPES", "RandomizedTileDataset", "SceneBases", "simulate_scenes"]

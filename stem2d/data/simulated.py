@@ -14,13 +14,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import ClassSet
+from stem2d.data.splits import SplitTileDataModule, split_index
 from stem2d.materials import Material, get_material
 from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import NOISE_MODES, AugmentedTile, AugmentParams, augment_tile
@@ -29,7 +29,6 @@ from stem2d.sim.tiles import check_tile_size, sample_kind, simulate_tile
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 BASE_STREAM, SAMPLE_STREAM, NEIGHBOUR_STREAM = 1, 2, 3
 
 
@@ -106,12 +105,6 @@ class Neighbours:
         }
 
 
-def _split_id(split: str) -> int:
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}")
-    return SPLITS.index(split)
-
-
 def simulate_bases(
     classes: ClassSet,
     *,
@@ -158,7 +151,7 @@ class LazyTileBases:
                  probe_fwhm_range_A: tuple[float, float] = (0.8, 1.1),
                  z_exponent_range: tuple[float, float] = (1.6, 1.9),
                  neighbours: Neighbours = Neighbours()) -> None:
-        split_id = _split_id(split)
+        split_id = split_index(split)
         self.split, self.pixel_size_A, self.size_px = split, float(pixel_size_A), int(size_px)
         self.n_per_class, self._classes, self._material = int(n_per_class), classes, material
         self._kw = {"max_offset_px": max_offset_px, "probe_fwhm_range_A": probe_fwhm_range_A,
@@ -215,7 +208,7 @@ class SimulatedTileDataset(Dataset):
             raise ValueError(f"pixel_size_A: bases {bases.pixel_size_A} != augmentation "
                              f"{params.pixel_size_A}")
         self.bases, self.n_samples, self.seed, self.params = bases, int(n_samples), int(seed), params
-        self._split_id = _split_id(bases.split)
+        self._split_id = split_index(bases.split)
 
     def __len__(self) -> int:
         return self.n_samples
@@ -277,7 +270,7 @@ def _positive_range(key: str, value: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
-class SimulatedDataModule(pl.LightningDataModule):
+class SimulatedDataModule(SplitTileDataModule):
     """Train/val/test loaders of augmented simulated tiles (see docs/architecture.md).
 
     Nothing is written to disk (``prepare_data`` is Lightning's no-op); ``setup(stage)``
@@ -380,55 +373,10 @@ class SimulatedDataModule(pl.LightningDataModule):
         self.persistent_workers, self.seed = bool(persistent_workers), int(seed)
         self.datasets: dict[str, SimulatedTileDataset] = {}
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.classes.names
-
-    @property
-    def noise_modes(self) -> tuple[str, ...]:
-        return self.params.noise_modes
-
-    @property
-    def tile_size_px(self) -> int:
-        return self.params.tile_size_px
-
-    @property
-    def pixel_size_A(self) -> float:
-        return self.params.pixel_size_A
-
-    def setup(self, stage: str | None = None) -> None:
-        """Simulate the bases of the splits ``stage`` needs (fit: train+val, validate: val,
-        test: test, None: all); later calls reuse them."""
-        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (),
-                  None: SPLITS}
-        if stage not in stages:
-            raise ValueError(f"stage={stage!r}: expected one of {list(stages)}")
-        needed = stages[stage]
+    def make_dataset(self, split: str) -> SimulatedTileDataset:
+        """The dataset of one split; each base is simulated when a sample first uses it."""
         sim = dict(self._sim)
         material, params, size = sim.pop("material"), sim.pop("params"), sim.pop("base_size_px")
-        for split in needed:
-            if split not in self.datasets:
-                bases = LazyTileBases(self.classes, material=material,
-                                      n_per_class=self._bases[split], split=split, seed=self.seed,
-                                      size_px=size, pixel_size_A=params.pixel_size_A, **sim)
-                self.datasets[split] = SimulatedTileDataset(
-                    bases, n_samples=self._samples[split], seed=self.seed, params=params)
-                log.info("%s: %d bases (simulated on first use), %d samples", split, len(bases),
-                         self._samples[split])
-
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise RuntimeError(f"call setup() before requesting the {split} dataloader")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          generator=generator, num_workers=self.num_workers,
-                          persistent_workers=self.persistent_workers and self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        bases = LazyTileBases(self.classes, material=material, n_per_class=self._bases[split], split=split,
+                              seed=self.seed, size_px=size, pixel_size_A=params.pixel_size_A, **sim)
+        return SimulatedTileDataset(bases, n_samples=self._samples[split], seed=self.seed, params=params)
