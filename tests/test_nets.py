@@ -111,3 +111,15 @@ def test_centre_pooling_ignores_a_change_at_the_border(x):
 def test_pool_sigma_must_be_positive():
     with pytest.raises(ValueError, match="pool_sigma_px=0"):
         CamNet(3, pool_sigma_px=0)
+
+
+def test_training_after_inference_in_one_process():
+    """The cached pooling weights made under inference_mode (classify) must not break training later."""
+    centre_weights.cache_clear()
+    net = CamNet(num_classes=3, pool_sigma_px=4.0)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        net(x)
+    loss = net(x).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in net.head.parameters())

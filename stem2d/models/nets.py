@@ -27,12 +27,15 @@ def centre_weights(shape: tuple[int, int], sigma_cells: float | None) -> torch.T
     ``sigma_cells`` feature cells around the map centre (cached: the same few maps every batch;
     callers must not modify the tensor)."""
     h, w = shape
-    if sigma_cells is None:
-        return torch.full((h, w), 1.0 / (h * w))
-    r = torch.arange(h, dtype=torch.float32) - (h - 1) / 2
-    c = torch.arange(w, dtype=torch.float32) - (w - 1) / 2
-    g = torch.exp(-(r[:, None] ** 2 + c[None, :] ** 2) / (2 * float(sigma_cells) ** 2))
-    return g / g.sum()
+    # a normal tensor even when first asked for under torch.inference_mode (classification),
+    # so the cached weights still serve training later in the same process
+    with torch.inference_mode(False):
+        if sigma_cells is None:
+            return torch.full((h, w), 1.0 / (h * w))
+        r = torch.arange(h, dtype=torch.float32) - (h - 1) / 2
+        c = torch.arange(w, dtype=torch.float32) - (w - 1) / 2
+        g = torch.exp(-(r[:, None] ** 2 + c[None, :] ** 2) / (2 * float(sigma_cells) ** 2))
+        return g / g.sum()
 
 
 class _GapClassifier(nn.Module):
