@@ -14,7 +14,7 @@ import tifffile
 
 from stem2d.io.readers import read_movie
 from stem2d.pipeline.train import train
-from tests.test_train import ROOT, TINY, compose_train
+from tests.train_helpers import ROOT, TINY, compose_train
 
 USER_ERRORS = (ValueError, FileNotFoundError)
 

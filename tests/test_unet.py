@@ -10,7 +10,7 @@ import torch
 from stem2d.models.loading import load_pixel_predictor, save_slim_checkpoint
 from stem2d.models.pixel import LOSSES, PixelPredictor
 from stem2d.models.unet import UNet, build_unet
-from tests.test_train import compose_train
+from tests.train_helpers import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "stem2d" / "weights" / "unet_ws2.ckpt"
