@@ -16,14 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import SITE_CLASS_KINDS, ClassSet
 from stem2d.data.simulated import BASE_STREAM, NEIGHBOUR_STREAM, SAMPLE_STREAM
-from stem2d.data.splits import SplitTileDataModule, split_index
+from stem2d.data.splits import SampledTiles, SplitTileDataModule, split_index
 from stem2d.materials import MATERIALS, get_material
-from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import AugmentParams
 from stem2d.sim.physics import PhysicsRanges
 from stem2d.sim.processing import PROCESSING_TYPES, ProcessingRanges
@@ -104,7 +102,7 @@ def simulate_scenes(
     return SceneBases(split, tuple(scenes), np.asarray(labels, dtype=np.int64), tuple(names), tuple(kinds))
 
 
-class RandomizedTileDataset(Dataset):
+class RandomizedTileDataset(SampledTiles):
     """Physics-randomised samples of scene bases; sample i renders base ``i % len(bases)``.
 
     Items: ``image`` float32 (1, T, T) standardised, ``label`` int64, ``pos`` float32 (2,)
@@ -118,33 +116,19 @@ class RandomizedTileDataset(Dataset):
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         self.bases, self.n_samples, self.seed = bases, int(n_samples), int(seed)
         self.params, self.physics, self.processing = params, physics, processing
-        self._split_id = split_index(bases.split)
+        self._init_stream(SAMPLE_STREAM)
         self._material_index = {name: i for i, name in enumerate(MATERIALS)}
-
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def base_index(self, index: int) -> int:
-        return index % len(self.bases)
 
     def sample(self, index: int, *, noise: int | None = None) -> RandomizedTile:
         """Sample ``index`` as numpy arrays; ``noise`` forces a noise mode."""
-        if not 0 <= index < self.n_samples:
-            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
-        rng = np.random.default_rng([self.seed, self._split_id, SAMPLE_STREAM, int(index)])
+        rng = self.sample_rng(index)
         return randomized_tile(self.bases.scenes[self.base_index(index)], params=self.params,
                                physics=self.physics, processing=self.processing, rng=rng, noise=noise)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self.sample(int(index))
-        b = self.base_index(int(index))
-        return {
-            "image": torch.from_numpy(standardize_tiles(s.image)[None]),
-            "label": torch.tensor(self.bases.label[b], dtype=torch.int64),
-            "pos": torch.from_numpy(s.pos.astype(np.float32)),
-            "noise": torch.tensor(s.noise, dtype=torch.int64),
-            "material": torch.tensor(self._material_index[self.bases.material[b]], dtype=torch.int64),
-        }
+        material = self.bases.material[self.base_index(int(index))]
+        return {**self.item(index),
+                "material": torch.tensor(self._material_index[material], dtype=torch.int64)}
 
 
 def _one_thread(_: int) -> None:

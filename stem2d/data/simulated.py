@@ -16,13 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX
 from stem2d.classes import ClassSet
-from stem2d.data.splits import SplitTileDataModule, split_index
+from stem2d.data.splits import SampledTiles, SplitTileDataModule, split_index
 from stem2d.materials import Material, get_material
-from stem2d.models.preprocess import standardize_tiles
 from stem2d.sim.augment import NOISE_MODES, AugmentedTile, AugmentParams, augment_tile
 from stem2d.sim.imaging import Probe
 from stem2d.sim.tiles import check_tile_size, sample_kind, simulate_tile
@@ -187,7 +185,7 @@ class LazyTileBases:
         return image, np.array([truth.row, truth.col], dtype=np.float64)
 
 
-class SimulatedTileDataset(Dataset):
+class SimulatedTileDataset(SampledTiles):
     """Augmented samples of a set of bases; sample i uses base ``i % len(bases)``.
 
     Items are dicts of tensors: ``image`` float32 (1, T, T) standardised, ``label`` int64,
@@ -208,31 +206,16 @@ class SimulatedTileDataset(Dataset):
             raise ValueError(f"pixel_size_A: bases {bases.pixel_size_A} != augmentation "
                              f"{params.pixel_size_A}")
         self.bases, self.n_samples, self.seed, self.params = bases, int(n_samples), int(seed), params
-        self._split_id = split_index(bases.split)
-
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def base_index(self, index: int) -> int:
-        """Which base sample ``index`` is made from."""
-        return index % len(self.bases)
+        self._init_stream(SAMPLE_STREAM)
 
     def sample(self, index: int, *, noise: int | None = None) -> AugmentedTile:
         """Sample ``index`` as numpy arrays (clean tile too); ``noise`` forces a noise mode."""
-        if not 0 <= index < self.n_samples:
-            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
-        rng = np.random.default_rng([self.seed, self._split_id, SAMPLE_STREAM, int(index)])
+        rng = self.sample_rng(index)
         clean, pos = self.bases.base(self.base_index(index))
         return augment_tile(clean, pos, params=self.params, rng=rng, noise=noise)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self.sample(int(index))
-        return {
-            "image": torch.from_numpy(standardize_tiles(s.image)[None]),
-            "label": torch.tensor(self.bases.label[self.base_index(int(index))], dtype=torch.int64),
-            "pos": torch.from_numpy(s.pos.astype(np.float32)),
-            "noise": torch.tensor(s.noise, dtype=torch.int64),
-        }
+        return self.item(index)
 
 
 def make_split(

@@ -11,8 +11,11 @@ import logging
 from collections.abc import Callable
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from stem2d.models.preprocess import standardize_tiles
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,45 @@ def split_index(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}")
     return SPLITS.index(split)
+
+
+class SampledTiles(Dataset):
+    """Base of the tile datasets: ``n_samples`` samples cycling over ``bases``; sample i draws from
+    its own generator ``(seed, split, stream, i)``, so it is a pure function of the seed and i.
+
+    A subclass sets ``bases`` (with ``label`` and ``split``), ``n_samples``, ``seed`` and calls
+    :meth:`_init_stream`, and implements ``sample(index, noise=None)``.
+    """
+
+    bases: object
+    n_samples: int
+    seed: int
+
+    def _init_stream(self, stream: int) -> None:
+        self._split_id, self._stream = split_index(self.bases.split), int(stream)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def base_index(self, index: int) -> int:
+        """Which base sample ``index`` is made from."""
+        return index % len(self.bases)
+
+    def sample_rng(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index`` (``IndexError`` outside the dataset)."""
+        if not 0 <= index < self.n_samples:
+            raise IndexError(f"index {index} out of range for {self.n_samples} samples")
+        return np.random.default_rng([self.seed, self._split_id, self._stream, int(index)])
+
+    def item(self, index: int) -> dict[str, torch.Tensor]:
+        """The batch item of sample ``index``: standardised ``image`` (1, T, T), ``label``, ``pos``, ``noise``."""
+        s = self.sample(int(index))
+        return {
+            "image": torch.from_numpy(standardize_tiles(s.image)[None]),
+            "label": torch.tensor(self.bases.label[self.base_index(int(index))], dtype=torch.int64),
+            "pos": torch.from_numpy(s.pos.astype(np.float32)),
+            "noise": torch.tensor(s.noise, dtype=torch.int64),
+        }
 
 
 class SplitTileDataModule(pl.LightningDataModule):
