@@ -84,7 +84,8 @@ def classify_tiles(model: CamClassifier, tiles: np.ndarray, *, batch_size: int =
         :func:`stem2d.models.preprocess.standardize_tiles`.
     batch_size : int, keyword-only
     bf16 : bool, keyword-only
-        Run the network under bf16 autocast (1.5x faster on a CPU with native bf16; on 1,000
+        Run the network under bf16 autocast (1.1x faster at 2 threads on a CPU with native bf16,
+        docs/results.md section 4; 1.5-2x at one thread in earlier runs; on 1,000
         held-out tiles it changed no predicted class). Default False.
 
     Returns
