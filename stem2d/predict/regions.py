@@ -159,10 +159,24 @@ def _paint(region: np.ndarray, pos: np.ndarray, shape: tuple[int, int], *, reach
     rows = np.arange(0, shape[0], step) + (step - 1) / 2
     cols = np.arange(0, shape[1], step) + (step - 1) / 2
     grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
-    labels = np.zeros(len(grid), np.uint8)
+    coarse = np.zeros((len(rows), len(cols)), np.uint8)
     if len(pos) and region.any():
-        d, idx = spatial.cKDTree(pos).query(grid)
-        labels = np.where(d <= reach_px, region[idx], 0).astype(np.uint8)
-    coarse = labels.reshape(len(rows), len(cols))
+        # only grid points within reach of a non-lattice site can be labelled: query those
+        near = _near_grid(pos[region > 0], coarse.shape, step, reach_px)
+        d, idx = spatial.cKDTree(pos).query(grid[near.ravel()])
+        coarse[near] = np.where(d <= reach_px, region[idx], 0)
     full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
     return ndimage.median_filter(full, size=3) if step == 1 else full
+
+
+def _near_grid(points: np.ndarray, shape: tuple[int, int], step: int, reach_px: float) -> np.ndarray:
+    """Boolean (len(rows), len(cols)) of the coarse grid of :func:`_paint`: True at least at every
+    grid point within ``reach_px`` of one of ``points`` (a square stencil around each)."""
+    r = int(np.ceil(reach_px / step)) + 1
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    centre = np.rint((points - (step - 1) / 2) / step).astype(np.intp)
+    rr = np.clip(centre[:, :1] + dy.ravel(), 0, shape[0] - 1)
+    cc = np.clip(centre[:, 1:] + dx.ravel(), 0, shape[1] - 1)
+    near = np.zeros(shape, bool)
+    near[rr, cc] = True
+    return near

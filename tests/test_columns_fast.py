@@ -1,0 +1,115 @@
+"""The vectorised helpers of stem2d.lattice.columns and stem2d.predict.regions give the results of the
+straightforward versions they replaced (kept here as references, issue #16)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, spatial
+
+from stem2d.lattice import columns as C
+from stem2d.predict import regions as R
+
+
+def _local_amplitude_ref(demod, sigma_px, step):
+    h, w = demod.shape
+    hb, wb = -(-h // step), -(-w // step)
+    padded = np.zeros((hb * step, wb * step), dtype=complex)
+    padded[:h, :w] = demod
+    inside = np.zeros(padded.shape)
+    inside[:h, :w] = 1.0
+    blocks = padded.reshape(hb, step, wb, step).sum(axis=(1, 3))
+    weight = inside.reshape(hb, step, wb, step).sum(axis=(1, 3))
+    s = sigma_px / step
+    norm = ndimage.gaussian_filter(weight, s, mode="constant")
+    return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
+            + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / np.maximum(norm, 1e-12)
+
+
+def _upsample_ref(a, shape, step):
+    coords = np.meshgrid((np.arange(shape[0]) + 0.5) / step - 0.5, (np.arange(shape[1]) + 0.5) / step - 0.5,
+                         indexing="ij")
+    return ndimage.map_coordinates(np.asarray(a, dtype=np.float64), coords, order=1, mode="nearest")
+
+
+def test_demodulation_and_upsampling_match_the_direct_versions():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(61, 47))
+    rows, cols = np.arange(61)[:, None], np.arange(47)[None, :]
+    g = np.array([0.083, -0.061])
+    for step in (1, 3, 4):
+        demod = C._demodulator(img, step)
+        fast = C._smooth_blocks(demod(g), 5.0, step, demod.weight)
+        ref = _local_amplitude_ref(img * np.exp(-2j * np.pi * (g[0] * rows + g[1] * cols)), 5.0, step)
+        np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-12)
+        coarse = rng.normal(size=fast.shape)
+        np.testing.assert_allclose(C._upsampler(img.shape, step)(coarse), _upsample_ref(coarse, img.shape, step),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_patches_and_disks_match_the_clipped_gather():
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(40, 50))
+    centres = np.concatenate([rng.uniform(0, 39, (30, 1)), rng.uniform(0, 49, (30, 1))], axis=1)
+    centres[:3] = [[0.2, 0.4], [39.0, 49.0], [1.6, 48.3]]  # patches over the edges
+    for radius, step in ((2.5, 1), (10.6, 2)):
+        dy, dx = C._patch_grid(radius, step)
+        base = np.rint(centres).astype(int)
+        rr = np.clip(base[:, :1] + dy, 0, 39)
+        cc = np.clip(base[:, 1:] + dx, 0, 49)
+        np.testing.assert_array_equal(C._patch_values(img, centres, radius, step), img[rr, cc])
+    radius = 2.5
+    dy, dx = C._patch_grid(radius)
+    base = np.rint(centres).astype(int)
+    rr = np.clip(base[:, :1] + dy, 0, 39)
+    cc = np.clip(base[:, 1:] + dx, 0, 49)
+    w = np.clip(radius + 0.5 - np.hypot(rr - centres[:, :1], cc - centres[:, 1:]), 0, 1)
+    # more than the patch half-width (4 px) from the edges the disk stencil drops only zero weights
+    # (nearer, the full patch counted clamped edge pixels again)
+    inner = (base >= 4).all(axis=1) & (base[:, 0] <= 35) & (base[:, 1] <= 45)
+    assert inner.sum() > 10
+    ref = (img[rr, cc] * w).sum(axis=1) / w.sum(axis=1)
+    np.testing.assert_allclose(C._disk_means(img, centres, radius)[inner], ref[inner], rtol=1e-12)
+
+
+def test_sites_match_the_unique_based_grouping():
+    rng = np.random.default_rng(2)
+    h, w = 80, 90
+    basis = np.array([[0.09, 0.03], [-0.02, 0.1]])
+    r, c = np.indices((h, w))
+    frac = np.stack([basis[0, 0] * r + basis[0, 1] * c, basis[1, 0] * r + basis[1, 1] * c]) + 0.01 * rng.normal(size=(2, h, w))
+    inv = np.linalg.inv(basis)
+    offset = np.array([1 / 3, 2 / 3])
+    pos, ij = C._sites(frac, offset, inv, 4)
+    d = frac - offset[:, None, None]
+    n = np.rint(d)
+    e = d - n
+    near = (np.abs(e) < 0.25).all(axis=0)
+    key = {}
+    for y, x in zip(*np.nonzero(near)):
+        est = np.array([y, x]) - inv @ e[:, y, x]
+        key.setdefault((int(n[0, y, x]), int(n[1, y, x])), []).append(est)
+    ref = {k: np.mean(v, axis=0) for k, v in key.items() if len(v) >= 3}
+    ref = {k: p for k, p in ref.items() if 4 <= p[0] <= h - 5 and 4 <= p[1] <= w - 5}
+    assert len(pos) == len(ref) > 20
+    for p, (i, j) in zip(pos, ij):
+        np.testing.assert_allclose(p, ref[(i, j)], rtol=1e-12)
+
+
+def test_paint_matches_the_query_of_every_pixel():
+    rng = np.random.default_rng(3)
+    shape = (120, 100)
+    pos = rng.uniform(0, 100, (400, 2))
+    region = np.where(rng.random(400) < 0.05, rng.integers(1, 5, 400), 0).astype(np.uint8)
+    reach = 9.0
+    for r in (reach, 3.0):
+        painted = R._paint(region, pos, shape, reach_px=r)
+        step = max(1, int(r / 4))
+        rows = np.arange(0, shape[0], step) + (step - 1) / 2
+        cols = np.arange(0, shape[1], step) + (step - 1) / 2
+        grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+        d, idx = spatial.cKDTree(pos).query(grid)
+        coarse = np.where(d <= r, region[idx], 0).astype(np.uint8).reshape(len(rows), len(cols))
+        full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+        ref = ndimage.median_filter(full, size=3) if step == 1 else full
+        np.testing.assert_array_equal(painted, ref)
+        assert painted.any()
