@@ -227,15 +227,17 @@ def analyze_movie(frames_or_path, *, pixel_size_A: float | None = None, material
 
 
 def _classifier(classifier, material: str, classes: ClassSet):
-    """(model, checkpoint path or None) from a model, a path or None (the bundled weights)."""
+    """(model, checkpoint path or None) from a model, a path or None (the bundled weights); a
+    site-vocabulary (family) classifier is projected onto ``classes``."""
     from stem2d.models.loading import bundled_classifier_path, classifier_path_for
     from stem2d.models.loading import load_classifier as _load
+    from stem2d.models.projected import project_classifier
 
     if classifier is not None and not isinstance(classifier, (str, Path)):
-        return classifier, None
+        return project_classifier(classifier, classes, get_material(material)), None
     path = classifier if classifier is not None else classifier_path_for(material, classes.names)
     path = path or bundled_classifier_path("WS2")
-    return _load(path, expected_classes=list(classes.names)), path
+    return project_classifier(_load(path), classes, get_material(material)), path
 
 
 def _own_class_set(material: str) -> ClassSet | None:

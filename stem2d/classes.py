@@ -224,16 +224,18 @@ def site_class_of(kind: DefectKind | None, material: Material) -> str:
 
 
 def site_map(classes: ClassSet, material: Material) -> dict[str, tuple[str, ...]]:
-    """Which site classes each class of ``classes`` covers in ``material``.
+    """Which site classes each class of ``classes`` covers in ``material`` (none for a class
+    whose kinds all are missing from the material, e.g. ``metal_heavier`` in WS2).
 
     >>> from stem2d.materials import get_material
     >>> site_map(ClassSet.from_mapping(None), get_material("WS2"))["s_vacancy"]
     ('chalcogen_single_vacancy', 'chalcogen_double_vacancy')
     """
+    present = classes.kinds_in(material)  # a kind the material lacks covers nothing there
     out = {}
     for name, kinds in classes.kinds:
-        sites = [site_class_of(parse_kind(k, material), material) for k in kinds] or ["pristine"]
-        out[name] = tuple(dict.fromkeys(sites))
+        sites = [site_class_of(parse_kind(k, material), material) for k in present[name]]
+        out[name] = tuple(dict.fromkeys(sites if kinds else ["pristine"]))
     return out
 
 
@@ -255,14 +257,68 @@ def site_label(name: str, material: Material) -> str:
     return "/".join(labels)
 
 
+def pristine_class(classes: ClassSet) -> str | None:
+    """The class of ``classes`` with no defect kinds (the pristine class), or None."""
+    return next((name for name, kinds in classes.kinds if not kinds), None)
+
+
+def projection_matrix(
+    site_names: Sequence[str], classes: ClassSet, material: Material, *, outside_class: str | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The linear map from probabilities over site classes to probabilities over ``classes``.
+
+    Each class of ``classes`` gets the site classes it covers (:func:`site_map`; a site class
+    covered by k classes gives each 1/k). A site class no class covers goes to ``outside_class``
+    when given (e.g. the pristine class: "none of this class set's defects"), else it is appended
+    under its own name, so nothing is silently dropped. Every row sums to 1, so projected
+    probabilities sum to 1 whenever the site probabilities do.
+
+    Parameters
+    ----------
+    site_names : sequence of str
+        The model's class names (site classes).
+    classes : ClassSet
+    material : Material
+    outside_class : str, keyword-only, optional
+        A class of ``classes`` that takes the site classes no class covers.
+
+    Returns
+    -------
+    matrix : ndarray, float64, (len(site_names), K); names : tuple of str, length K.
+
+    >>> from stem2d.materials import get_material
+    >>> m, names = projection_matrix(SITE_CLASSES, ClassSet.from_mapping(None), get_material("WS2"),
+    ...                              outside_class="pristine")
+    >>> names, m.sum(axis=1).tolist() == [1.0] * len(SITE_CLASSES)
+    (('pristine', 'mo_dopant', 's_vacancy', 'w_vacancy', 'w_dopant'), True)
+    """
+    mapping = site_map(classes, material)
+    if outside_class is not None and outside_class not in mapping:
+        raise ValueError(f"outside_class={outside_class!r} is not in the class set {list(mapping)}")
+    names = list(mapping)
+    share = {s: sum(s in v for v in mapping.values()) for s in site_names}
+    outside = [s for s in site_names if share[s] == 0]
+    if outside_class is None:
+        names += outside
+    matrix = np.zeros((len(site_names), len(names)))
+    for i, s in enumerate(site_names):
+        if share[s]:
+            for j, sites in enumerate(mapping.values()):
+                if s in sites:
+                    matrix[i, j] = 1.0 / share[s]
+        else:
+            matrix[i, names.index(s if outside_class is None else outside_class)] = 1.0
+    return matrix, tuple(names)
+
+
 def project_probabilities(
-    probs: np.ndarray, site_names: Sequence[str], classes: ClassSet, material: Material
+    probs: np.ndarray, site_names: Sequence[str], classes: ClassSet, material: Material,
+    *, outside_class: str | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map probabilities over site classes onto another class set (e.g. the default WS2 names).
 
-    Each class of ``classes`` gets the summed probability of the site classes it covers
-    (:func:`site_map`; a site class covered by k classes gives each 1/k); site classes no class
-    covers keep their own name and are appended, so nothing is silently dropped.
+    ``probs @ projection_matrix(...)``: see :func:`projection_matrix` for how site classes are
+    shared and where the ones no class covers go (``outside_class``, else appended).
 
     Parameters
     ----------
@@ -271,25 +327,11 @@ def project_probabilities(
         The model's class names (site classes).
     classes : ClassSet
     material : Material
+    outside_class : str, keyword-only, optional
 
     Returns
     -------
-    probs : ndarray, float, (N, K); names : tuple of str, length K.
+    probs : ndarray, float64, (N, K); names : tuple of str, length K.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    index = {n: i for i, n in enumerate(site_names)}
-    mapping = site_map(classes, material)
-    share = {s: sum(s in v for v in mapping.values()) for s in site_names}
-    cols, names = [], []
-    for name, sites in mapping.items():
-        col = np.zeros(len(probs))
-        for s in sites:
-            if s in index:
-                col += probs[:, index[s]] / share[s]
-        cols.append(col)
-        names.append(name)
-    for s in site_names:
-        if share[s] == 0:
-            cols.append(probs[:, index[s]])
-            names.append(s)
-    return np.stack(cols, axis=1), tuple(names)
+    matrix, names = projection_matrix(site_names, classes, material, outside_class=outside_class)
+    return np.asarray(probs, dtype=np.float64) @ matrix, names

@@ -76,18 +76,23 @@ def configured_detector(cfg: DictConfig) -> SiteDetector:
 
 
 def load_configured_classifier(cfg: DictConfig, classes: ClassSet):
-    """The classifier of ``ckpt_path`` (else the material's bundled one), checked against ``classes``,
-    and its probability temperature (1.0 when none was fitted)."""
+    """The classifier of ``ckpt_path`` (else the material's bundled one), checked against ``classes``
+    (a site-vocabulary classifier is projected onto them for ``cfg.material``:
+    :func:`stem2d.models.projected.project_classifier`), and its probability temperature (1.0
+    when none was fitted; applied to the projected probabilities)."""
+    from stem2d.materials import get_material
     from stem2d.models.loading import (
         bundled_classifier_path,
         classifier_path_for,
         load_classifier,
     )
+    from stem2d.models.projected import project_classifier
     from stem2d.models.temperature import load_temperature
 
     path = classifier_path_for(str(cfg.material), classes.names, cfg.get("ckpt_path"))
-    expected = list(classes.names) if cfg.classify.check_classes else None
-    model = load_classifier(path, expected_classes=expected)
+    # a site-vocabulary (family) classifier is projected onto the configured classes
+    model = project_classifier(load_classifier(path), classes, get_material(str(cfg.material)),
+                               strict=bool(cfg.classify.check_classes))
     return model, load_temperature(path or bundled_classifier_path("WS2"))
 
 

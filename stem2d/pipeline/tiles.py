@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from stem2d.classes import ClassSet
 from stem2d.io.frames import is_blank
+from stem2d.materials import get_material
 from stem2d.models.loading import load_classifier
+from stem2d.models.projected import project_classifier
 from stem2d.output.files import atomic_path
 from stem2d.pipeline.schema import INFER, validate
 from stem2d.pipeline.utils import output_dir
@@ -37,10 +40,11 @@ def run_tiles(cfg: DictConfig) -> Path:
         tiles.close()
         raise ValueError(f"tiles={str(path)!r} is an .npz archive (arrays {names}); give one .npy file "
                          "holding an (N, 64, 64) array (np.save)")
-    expected = None
-    if cfg.classify.check_classes and cfg.get("classes") is not None:
-        expected = list(OmegaConf.to_container(cfg.classes, resolve=True))
-    model = load_classifier(cfg.get("ckpt_path"), expected_classes=expected)
+    model = load_classifier(cfg.get("ckpt_path"))
+    if cfg.get("classes") is not None:  # a site-vocabulary classifier is projected onto the classes
+        classes = ClassSet.from_mapping(OmegaConf.to_container(cfg.classes, resolve=True))
+        model = project_classifier(model, classes, get_material(str(cfg.material)),
+                                   strict=bool(cfg.classify.check_classes))
     try:
         result = classify_tiles(model, tiles, batch_size=int(cfg.classify.batch_size))
     except ValueError as err:
