@@ -55,6 +55,26 @@ def render_clean(scene: Scene, physics: ImagePhysics, *, matrix: np.ndarray, shi
                           pixel_size_A=pixel_size_A)
 
 
+def detect_and_process(clean: np.ndarray, physics: ImagePhysics, *, params: AugmentParams,
+                       processing: ProcessingRanges, pixel_size_A: float, rng) -> tuple[np.ndarray, str]:
+    """Detector response, acquisition and processing of a noise-free image (tiles and frames alike).
+
+    Detector gamma, then :func:`stem2d.sim.imaging.acquire` (blur, contamination, scan-line
+    jitter, shot and read-out noise) with settings drawn from ``params``, the black level, then one
+    drawn processing type (:func:`stem2d.sim.processing.process`).
+
+    Returns
+    -------
+    image : ndarray, float64, shape of ``clean``; kind : str, the processing type applied.
+    """
+    signal_ = np.power(np.clip(clean, 0.0, None), physics.detector_gamma)
+    acq = random_acquisition(rng, params=params)
+    counts = acquire(signal_, pixel_size_A=pixel_size_A, acq=acq, blur_px=rng.uniform(0.0, params.max_blur_px),
+                     rng=rng).astype(np.float64)
+    counts += physics.detector_offset * acq.peak_counts(pixel_size_A)
+    return process(counts, ranges=processing, pixel_size_A=pixel_size_A, rng=rng)
+
+
 def randomized_tile(
     scene: Scene,
     *,
@@ -92,12 +112,8 @@ def randomized_tile(
                            tile_size_px=size)
     if noise is None:
         noise = int(rng.choice(len(params.noise_modes), p=params.noise_probabilities))
-    signal_ = np.power(np.clip(clean, 0.0, None), drawn.detector_gamma)
-    acq = random_acquisition(rng, params=params)
-    counts = acquire(signal_, pixel_size_A=px, acq=acq, blur_px=rng.uniform(0.0, params.max_blur_px),
-                     rng=rng).astype(np.float64)
-    counts += drawn.detector_offset * acq.peak_counts(px)
-    image, kind = process(counts, ranges=processing, pixel_size_A=px, rng=rng)
+    image, kind = detect_and_process(clean, drawn, params=params, processing=processing, pixel_size_A=px,
+                                     rng=rng)
     mode = params.noise_modes[noise]
     if mode != "dose":
         image = add_skimage_noise(image, mode, rng=rng)
