@@ -262,6 +262,38 @@ def pristine_class(classes: ClassSet) -> str | None:
     return next((name for name, kinds in classes.kinds if not kinds), None)
 
 
+#: The defect that hops on the chalcogen sublattice, in order of preference (evolution: diffusion, creation).
+HOPPING_SITE_CLASSES = ("chalcogen_single_vacancy", "chalcogen_double_vacancy")
+
+
+def hopping_class(classes: ClassSet, material: Material) -> str | None:
+    """The class of ``classes`` that holds chalcogen vacancies in ``material`` (the defect whose
+    hops the evolution analysis measures): the one covering single vacancies, else double ones;
+    None when the class set names neither.
+
+    >>> from stem2d.materials import get_material
+    >>> hopping_class(ClassSet.from_mapping(None), get_material("WS2"))
+    's_vacancy'
+    >>> hopping_class(ClassSet.from_mapping(SITE_CLASS_KINDS), get_material("MoSe2"))
+    'chalcogen_single_vacancy'
+    """
+    mapping = site_map(classes, material)
+    for site in HOPPING_SITE_CLASSES:
+        owners = [name for name, sites in mapping.items() if site in sites]
+        if owners:
+            return owners[0]
+    return None
+
+
+def vocabulary_of(names: Sequence[str]) -> ClassSet | None:
+    """The built-in class set whose names include all of ``names`` (the default WS2 set, then the
+    site vocabulary), or None; for tables that carry class names without their kinds."""
+    for mapping in (DEFAULT_CLASS_KINDS, SITE_CLASS_KINDS):
+        if set(names) <= set(mapping):
+            return ClassSet.from_mapping(mapping)
+    return None
+
+
 def projection_matrix(
     site_names: Sequence[str], classes: ClassSet, material: Material, *, outside_class: str | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -380,3 +380,58 @@ def test_streamed_drift_of_large_frames_uses_their_centre():
     np.testing.assert_allclose(cropped.drift, full.drift, atol=0.1)
     with pytest.raises(ValueError, match="max_side_px"):
         DriftTracker(max_side_px=4)
+
+
+# --- class vocabulary: no hard-coded WS2 names ---------------------------------------------------
+
+
+def _class_set_yaml(name: str):
+    import yaml
+
+    from stem2d.classes import ClassSet
+
+    with open(f"conf/classes/{name}.yaml") as f:
+        return ClassSet.from_mapping(yaml.safe_load(f))
+
+
+@pytest.mark.parametrize(("set_name", "material", "expected"), [
+    ("default", "WS2", "s_vacancy"), ("mos2", "MoS2", "s_vacancy"), ("seed_six", "WS2", "v_s2"),
+    ("sites", "WS2", "chalcogen_single_vacancy"), ("sites", "MoSe2", "chalcogen_single_vacancy"),
+    ("sites", "WSSe_janus", "chalcogen_single_vacancy")])
+def test_the_hopping_class_comes_from_the_vocabulary(set_name, material, expected):
+    from stem2d.classes import hopping_class
+    from stem2d.materials import get_material
+
+    assert hopping_class(_class_set_yaml(set_name), get_material(material)) == expected
+
+
+def test_evolve_in_site_names_measures_the_same_hops_as_in_ws2_names():
+    _, det = simulate_defects(n_walkers=10, n_switchers=4, n_frames=20, rng=11)
+    ws2 = evolve(det, pixel_size_A=PIXEL_SIZE_A, frame_shape=(256, 256), n_boot=10)
+    to_sites = {"s_vacancy": "chalcogen_single_vacancy", "mo_a": "metal_lighter", "mo_b": "antisite"}
+    sites = det.assign(**{"class": det["class"].map(to_sites)})
+    by_names = evolve(sites, pixel_size_A=PIXEL_SIZE_A, frame_shape=(256, 256), n_boot=10)
+    by_kinds = evolve(sites, pixel_size_A=PIXEL_SIZE_A, frame_shape=(256, 256), n_boot=10,
+                      classes=_class_set_yaml("sites"))
+    assert ws2.diffusion["class"] == "s_vacancy" and ws2.diffusion["n_tracks"] >= 10
+    for res in (by_names, by_kinds):
+        assert res.diffusion["class"] == res.creation["class"] == "chalcogen_single_vacancy"
+        assert res.diffusion["hop_rate_per_frame"] == pytest.approx(ws2.diffusion["hop_rate_per_frame"])
+        assert res.diffusion["n_tracks"] == ws2.diffusion["n_tracks"]
+    assert "pristine" not in list(by_kinds.counts.columns)  # the ClassSet's pristine class is no defect column
+
+
+def test_evolve_without_a_vacancy_class_says_so_instead_of_guessing():
+    _, det = simulate_defects(n_walkers=0, n_switchers=4, n_frames=6, rng=12)  # only mo_a / mo_b
+    res = evolve(det, pixel_size_A=PIXEL_SIZE_A, frame_shape=(256, 256), n_boot=5)
+    assert res.diffusion["class"] is None and res.diffusion["hop_rate_per_frame"] is None
+    assert "chalcogen vacancies" in res.diffusion["note"] and "chalcogen vacancies" in res.creation["note"]
+
+
+def test_evolution_command_reads_the_run_classes_with_their_kinds():
+    from stem2d.classes import SITE_CLASS_KINDS, ClassSet
+    from stem2d.evolution.__main__ import _class_set
+
+    meta = {"class_names": list(SITE_CLASS_KINDS), "settings": {"classes": {k: list(v) for k, v in SITE_CLASS_KINDS.items()}}}
+    assert _class_set(meta) == ClassSet.from_mapping(SITE_CLASS_KINDS)
+    assert _class_set({"class_names": ["pristine", "s_vacancy"]}) == ["s_vacancy"]

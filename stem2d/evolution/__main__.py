@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stem2d.classes import ClassSet
 from stem2d.evolution import evolve
 from stem2d.io.tables import read_detections
 from stem2d.predict.evidence import UNKNOWN
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dose-per-frame", type=float, help="electron dose per frame, e/A^2")
     p.add_argument("--frame-time-s", type=float, help="seconds per frame")
     p.add_argument("--material", help="sets the lattice constant (default: the run's, else WS2)")
-    p.add_argument("--diffusing-class", help="class for diffusion and creation (default s_vacancy)")
+    p.add_argument("--diffusing-class", help="class for diffusion and creation (default: the class holding "
+                   "chalcogen vacancies, s_vacancy / chalcogen_single_vacancy)")
     p.add_argument("--search-range-A", type=float, help="linking search range, angstrom (default 5)")
     p.add_argument("--class-change-cost-A", type=float, help="linking cost of a class change, angstrom (default 2.5)")
     p.add_argument("--memory", type=int, help="frames a defect may be missed (gap closing; default 2)")
@@ -79,6 +81,21 @@ def _read_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, dict, Path]:
     return read_detections(csv), meta, csv.parent
 
 
+def _class_set(meta: dict) -> ClassSet | list[str]:
+    """The run's classes: a ClassSet with kinds from ``settings.classes`` of summary.json when it
+    holds the same names as ``class_names``, else the bare names (pristine left out)."""
+    names = [c for c in meta.get("class_names", ()) if c != "pristine"]
+    mapping = (meta.get("settings") or {}).get("classes")
+    if isinstance(mapping, dict):
+        try:
+            classes = ClassSet.from_mapping(mapping)
+        except ValueError:
+            return names
+        if set(names) <= set(classes.names):
+            return classes
+    return names
+
+
 def _read_frames(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"--frames {path}: not found")
@@ -115,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         n_frames = args.n_frames if args.n_frames is not None else meta.get("n_frames")
         dose = args.dose_per_frame if args.dose_per_frame is not None else \
             (meta.get("settings") or {}).get("dose_per_frame")
-        classes = [c for c in meta.get("class_names", ()) if c != "pristine"]
+        classes = _class_set(meta)
         drift = None if frames is not None or meta.get("drift_px") is None else np.asarray(meta["drift_px"], float)
         result = evolve(
             detections, pixel_size_A=float(pixel_size_A), frame_shape=tuple(frame_shape), frames=frames,

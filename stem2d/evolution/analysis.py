@@ -15,12 +15,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from stem2d.classes import ClassSet, hopping_class
 from stem2d.materials import get_material
 
 log = logging.getLogger(__name__)
 
 #: S-S (chalcogen-chalcogen) nearest-neighbour distance of WS2 in angstrom: the lattice constant a.
 DEFAULT_HOP_LENGTH_A = get_material("WS2").a_A
+#: The class of the default WS2 names that holds chalcogen vacancies (``s_vacancy``).
+DEFAULT_HOPPING_CLASS = hopping_class(ClassSet.from_mapping(None), get_material("WS2"))
 
 
 def frame_area_nm2(frame_shape: Sequence[int], pixel_size_A: float) -> float:
@@ -118,7 +121,7 @@ def diffusion(
     tracks: pd.DataFrame,
     *,
     pixel_size_A: float,
-    diffusing_class: str = "s_vacancy",
+    diffusing_class: str | None = DEFAULT_HOPPING_CLASS,
     hop_length_A: float = DEFAULT_HOP_LENGTH_A,
     max_lag_frames: int = 4,
     frame_time_s: float | None = None,
@@ -171,6 +174,9 @@ def diffusion(
         msd = sums.sum(axis=0) / total_pairs
     table = pd.DataFrame({"lag_frames": lags.astype(np.int64), "msd_A2": msd, "n_pairs": total_pairs.astype(np.int64)})
     table = table[table["n_pairs"] > 0].reset_index(drop=True)
+    if diffusing_class is None:
+        note = "no class of the class set holds chalcogen vacancies: diffusion not estimated (give diffusing_class)"
+        return _finish_diffusion(out, table.assign(ci_low_A2=[], ci_high_A2=[]), None, None, note)
     if table.empty:
         note = f"no {diffusing_class!r} track segment spans two frames: diffusion not estimated"
         return _finish_diffusion(out, table.assign(ci_low_A2=[], ci_high_A2=[]), None, None, note)
@@ -307,7 +313,7 @@ def creation(
     n_frames: int,
     frame_shape: Sequence[int],
     pixel_size_A: float,
-    created_class: str = "s_vacancy",
+    created_class: str | None = DEFAULT_HOPPING_CLASS,
     edge_margin_px: float = 0.0,
     dose_per_frame: ArrayLike | None = None,
 ) -> dict:
@@ -341,6 +347,9 @@ def creation(
     out = {"class": created_class, "edge_margin_px": edge_margin_px, "per_frame": per_frame,
            "n_created": int(len(new)), "rate_per_frame": None, "rate_per_nm2_per_frame": None,
            "rate_per_e_per_A2": None, "rate_per_nm2_per_e_per_A2": None, "note": ""}
+    if created_class is None:
+        out["note"] = "no class of the class set holds chalcogen vacancies: no creation rate (give diffusing_class)"
+        return out
     if n_frames < 2:
         out["note"] = "fewer than two frames: no creation rate"
         return out

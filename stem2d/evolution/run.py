@@ -14,6 +14,7 @@ from stem2d.evolution import analysis
 from stem2d.evolution.drift import correct_positions, estimate_drift
 from stem2d.evolution.result import EvolutionResult
 from stem2d.evolution.tracking import TRACK_COLUMNS, check_detections, link_tracks
+from stem2d.classes import DEFAULT_CLASS_KINDS, SITE_CLASS_KINDS, ClassSet, hopping_class, vocabulary_of
 from stem2d.materials import get_material
 
 __all__ = ["evolve"]
@@ -30,9 +31,9 @@ def evolve(
     drift_px: ArrayLike | None = None,
     dose_per_frame: ArrayLike | None = None,
     n_frames: int | None = None,
-    classes: Sequence[str] = (),
+    classes: Sequence[str] | ClassSet = (),
     material: str = "WS2",
-    diffusing_class: str = "s_vacancy",
+    diffusing_class: str | None = None,
     search_range_A: float = 5.0,
     class_change_cost_A: float = 2.5,
     memory: int = 2,
@@ -62,13 +63,18 @@ def evolve(
     n_frames : int or None
         Number of frames T; None takes it from ``frames``, else ``dose_per_frame``, else the
         largest detection frame + 1.
-    classes : sequence of str
-        Class order for tables and plots (e.g. ``ClassSet.names``); other classes follow.
+    classes : ClassSet or sequence of str
+        Class order for tables and plots (a ClassSet: its names but the pristine class); other
+        classes follow. A ClassSet also names the defect kinds, for ``diffusing_class=None``.
     material : str, default "WS2"
         Sets the lattice constant a (drift search limit 0.45 a; vacancy hop length l = a, the
         S-S distance).
-    diffusing_class : str, default "s_vacancy"
+    diffusing_class : str or None, default None
         Class whose MSD gives the diffusion coefficient; also the class whose creation is counted.
+        None: the class holding chalcogen vacancies (:func:`stem2d.classes.hopping_class`:
+        ``s_vacancy`` in the WS2 names, ``chalcogen_single_vacancy`` in the site vocabulary),
+        from ``classes`` when it is a ClassSet, else from the built-in vocabulary the class
+        names belong to (:func:`stem2d.classes.vocabulary_of`).
     search_range_A : float, default 5.0
         Largest displacement linked between frames (one S-S hop is 3.18 A), in angstrom; also
         the edge margin inside which a new track counts as drifting in, not created.
@@ -92,6 +98,10 @@ def evolve(
     EvolutionResult
     """
     det = check_detections(detections)
+    if diffusing_class is None:
+        diffusing_class = _hopping_class(classes, det, material)
+    if isinstance(classes, ClassSet):
+        classes = [name for name, kinds in classes.kinds if kinds]
     for key, value in (("pixel_size_A", pixel_size_A), ("search_range_A", search_range_A)):
         if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{key}={value!r}: must be a positive number")
@@ -170,3 +180,25 @@ def _notes(result: EvolutionResult, det: pd.DataFrame) -> list[str]:
         if note and note not in notes:
             notes.append(f"{name}: {note}")
     return notes
+
+
+def _hopping_class(classes: Sequence[str] | ClassSet, det: pd.DataFrame, material: str) -> str | None:
+    """``diffusing_class=None``: the class that holds chalcogen vacancies, from the ClassSet's kinds,
+    else from the built-in vocabulary of the class names (None, with a warning, when unknown)."""
+    from stem2d.predict.evidence import ADATOM, UNKNOWN  # the evidence step's own names, in every vocabulary
+
+    mat = get_material(material)
+    found = hopping_class(classes, mat) if isinstance(classes, ClassSet) else None
+    names = [str(n) for n in [*(classes.names if isinstance(classes, ClassSet) else classes), *det["class"].unique()]
+             if n not in (UNKNOWN, ADATOM)]
+    if found is None and not isinstance(classes, ClassSet):
+        kinds = vocabulary_of(names)
+        found = None if kinds is None else hopping_class(kinds, mat)
+    if found is None:  # e.g. the WS2 names on a WSe2 movie: a built-in set's vacancy class among the names
+        known = (hopping_class(ClassSet.from_mapping(DEFAULT_CLASS_KINDS), get_material("WS2")),
+                 hopping_class(ClassSet.from_mapping(SITE_CLASS_KINDS), mat))
+        found = next((c for c in known if c in names), None)
+    if found is None:
+        log.warning("no class is known to hold chalcogen vacancies in %s: diffusion and creation not "
+                    "estimated (give diffusing_class=, or classes= as a ClassSet with its kinds)", material)
+    return found

@@ -274,8 +274,9 @@ def analyze_movie(
              first.shape, scale.pixel_size_A, scale.measured_A, movie.pixel_size_A_metadata)
     class_names = tuple(classifier.class_names)
     bf16 = use_bf16(settings.bf16, device_type=classifier.device.type)
+    step_classes = _class_set(classes, class_names)
     step = FrameStep(detector, _tile_classifier(classifier, int(settings.batch_size), bf16),
-                     class_names=class_names, classes=_class_set(classes, class_names), material=material,
+                     class_names=class_names, classes=step_classes, material=material,
                      pixel_size_A=scale.pixel_size_A, unconfirmed=settings.unconfirmed,
                      evidence=settings.evidence, check_evidence=settings.check_evidence,
                      column_candidates=settings.column_candidates, column_z=settings.column_z, temperature=temperature)
@@ -302,7 +303,7 @@ def analyze_movie(
 
         evolution = evolve(confirmed, pixel_size_A=scale.pixel_size_A, frame_shape=first.shape,
                            n_frames=n_frames, drift_px=stream.drift_px,
-                           classes=[c for c in class_names if c != "pristine"], material=material.name,
+                           classes=step_classes, material=material.name,
                            dose_per_frame=settings.dose_per_frame, **dict(settings.evolution))
     timer.lap("evolution")
     # end-to-end speed of the pipeline itself (the scoring baseline is extra work)
