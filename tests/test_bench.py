@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,7 +47,7 @@ def fake_ckpts(tmp_path):
     torch.manual_seed(0)
     return {"--classifier-ckpt": _classifier_ckpt(tmp_path / "cam.ckpt", CamNet(len(DEFAULT_CLASSES))),
             "--seed-cnn-ckpt": _classifier_ckpt(tmp_path / "seed.ckpt", SeedCNN(len(DEFAULT_CLASSES))),
-            "--unet-ckpt": _unet_ckpt(tmp_path / "unet.ckpt")}
+            "--unet-ckpt": _unet_ckpt(tmp_path / "unet.ckpt"), "--unet-mx2-ckpt": _unet_ckpt(tmp_path / "unet_mx2.ckpt")}
 
 
 def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -121,3 +122,14 @@ def test_bad_settings_name_the_problem(tmp_path):
         quick_config(conf_dir=tmp_path)
     with pytest.raises(SystemExit):
         main(["--sections", "nonsense", "--out", str(tmp_path)])
+
+
+def test_frame_scoring_counts_only_the_interior():
+    """physics_frames.score: a site just outside the scored region may still absorb its detection
+    (no false positive), but neither counts as a true site."""
+    from stem2d.bench.physics_frames import score
+
+    sites = np.array([[50.0, 50.0], [2.0, 50.0], [70.0, 70.0]])
+    pred = np.array([[50.5, 50.0], [3.0, 50.0], [20.0, 20.0]])
+    tp, n_pred, n_true, hit = score(pred, sites, (100, 100), max_dist_px=3.0, edge_px=6)
+    assert (tp, n_pred, n_true) == (1, 2, 2) and hit.tolist() == [True, False, False]

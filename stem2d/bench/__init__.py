@@ -2,7 +2,8 @@
 
 Sections (:data:`~stem2d.bench.config.SECTIONS`): the tile classifiers on held-out simulated
 tiles, the calibration of their probabilities, the movie pipeline on synthetic movies, the defect-evolution analysis against the
-generator's truth, speed, and the real MoS2 frames against their column labels.
+generator's truth, speed, the real MoS2 frames against their column labels, and the physics-shift
+sections of the family classifier (tiles) and the U-Net detectors (frames).
 :func:`run_benchmark` is the library entry point; the command
 line is in :mod:`stem2d.bench.__main__`.
 """
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
-    from stem2d.bench import calibration, classifier, evolution, physics, pipeline, real, speed
+    from stem2d.bench import calibration, classifier, evolution, physics, physics_frames, pipeline, real, speed
 
     start = time.perf_counter()
     log.info("section %s ...", name)
@@ -39,7 +40,7 @@ def _run_section(name: str, cfg: BenchConfig, ckpts: Checkpoints, out: Path, wor
         sec = classifier.run(cfg, ckpts, out)
     else:
         module = {"calibration": calibration, "pipeline": pipeline, "evolution": evolution, "speed": speed,
-                  "real": real, "physics": physics}[name]
+                  "real": real, "physics": physics, "physics_frames": physics_frames}[name]
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         sec = module.run(cfg, ckpts, out, folder)

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-ckpt", type=Path, default=defaults.cam_cnn, help="CAM classifier (cam_cnn)")
     p.add_argument("--seed-cnn-ckpt", type=Path, default=defaults.seed_cnn, help="original-study network")
     p.add_argument("--unet-ckpt", type=Path, default=defaults.unet, help="U-Net pixel predictor")
+    p.add_argument("--unet-mx2-ckpt", type=Path, default=defaults.unet_mx2,
+                   help="physics-randomised MX2 U-Net (section physics_frames, beside --unet-ckpt)")
     p.add_argument("--conf", type=Path, default=None,
                    help="Hydra conf/ folder (None: the conf/ of the source tree stem2d runs from)")
     p.add_argument("--work-dir", type=Path, default=None,
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--seed {args.seed}: must be >= 0")
     make = quick_config if args.quick else full_config
     cfg = make(seed=args.seed, conf_dir=args.conf)
-    ckpts = Checkpoints(cam_cnn=args.classifier_ckpt, seed_cnn=args.seed_cnn_ckpt, unet=args.unet_ckpt)
+    ckpts = Checkpoints(cam_cnn=args.classifier_ckpt, seed_cnn=args.seed_cnn_ckpt, unet=args.unet_ckpt,
+                        unet_mx2=args.unet_mx2_ckpt)
     path = run_benchmark(cfg, out_dir=args.out, sections=args.sections, checkpoints=ckpts, work_dir=args.work_dir,
                          command=shlex.join(["python", "-m", "stem2d.bench", *argv]))
     logging.getLogger("stem2d.bench").info("results: %s", path)

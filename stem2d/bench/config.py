@@ -17,7 +17,8 @@ import stem2d
 from stem2d.models.loading import weights_dir
 
 #: Sections in report order.
-SECTIONS: tuple[str, ...] = ("classifier", "calibration", "pipeline", "evolution", "speed", "real", "physics")
+SECTIONS: tuple[str, ...] = ("classifier", "calibration", "pipeline", "evolution", "speed", "real", "physics",
+                             "physics_frames")
 DEFAULT_SEED = 2024
 
 
@@ -39,6 +40,7 @@ class Checkpoints:
     seed_cnn: Path = field(default_factory=lambda: bundled_weight("seed_cnn_ws2.ckpt"))
     unet: Path = field(default_factory=lambda: bundled_weight("unet_ws2.ckpt"))
     cam_cnn_mx2: Path = field(default_factory=lambda: bundled_weight("cam_cnn_mx2.ckpt"))
+    unet_mx2: Path = field(default_factory=lambda: bundled_weight("unet_mx2.ckpt"))
 
     def classifiers(self) -> dict[str, Path]:
         return {"cam_cnn": self.cam_cnn, "seed_cnn": self.seed_cnn}
@@ -60,7 +62,8 @@ class BenchConfig:
     ``e2e_subprocess``, else ``run_movie`` in this process; each variant ``e2e_repeats`` times).
     ``detect_tile_px`` overrides the pipeline's U-Net tile (``detector.tile_size_px``; None keeps
     conf/detector/unet.yaml's). Physics: ``physics_tiles_per_set`` tiles per row of the
-    physics-shift section. Real: the first
+    physics-shift section, ``physics_frames_per_set`` U-Net frame crops per row of the
+    frame-level one. Real: the first
     ``real_frames`` labelled real MoS2 frames (``stem2d.bench.real``).
     """
 
@@ -90,6 +93,7 @@ class BenchConfig:
     detect_tile_px: int | None = None
     real_frames: int = 4
     physics_tiles_per_set: int = 600
+    physics_frames_per_set: int = 24
     conf_dir: Path = field(default_factory=repo_conf_dir)
 
     def __post_init__(self) -> None:
@@ -97,7 +101,7 @@ class BenchConfig:
             "n_bases_per_class", "n_tiles_per_mode", "n_tiles_per_dose", "n_movies", "movie_frames", "grid_frames",
             "evolution_frames", "speed_tiles", "speed_frames", "train_steps", "train_batch",
             "infer_tiles", "e2e_frames", "e2e_repeats", "unet_frame_px", "real_frames",
-            "physics_tiles_per_set")}
+            "physics_tiles_per_set", "physics_frames_per_set")}
         for key, value in counts.items():
             if int(value) < 1:
                 raise ValueError(f"{key}={value} must be >= 1")
@@ -142,4 +146,5 @@ def quick_config(*, seed: int = DEFAULT_SEED, conf_dir: Path | None = None) -> B
         dose_counts=(15.0, 500.0), n_movies=1, movie_frames=1, frame_shape=(160, 160),
         movie_doses_e_per_A2=(1.5e4, 5e4), grid_frames=1, evolution_frames=4, speed_tiles=20,
         speed_frames=2, train_steps=1, train_batch=8, infer_tiles=64, e2e_frames=2, e2e_repeats=1, e2e_subprocess=False,
-        unet_frame_px=128, detect_tile_px=128, real_frames=1, physics_tiles_per_set=40, **kw)
+        unet_frame_px=128, detect_tile_px=128, real_frames=1, physics_tiles_per_set=40,
+        physics_frames_per_set=1, **kw)
