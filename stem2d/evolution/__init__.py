@@ -8,11 +8,18 @@ table (``frame,row,col,class,score``, px) and returns an :class:`EvolutionResult
 :mod:`.tracking`, :mod:`.analysis` and :mod:`.plots`; this module only re-exports.
 """
 
-from stem2d.evolution.drift import correct_positions, estimate_drift
-from stem2d.evolution.result import EvolutionResult
-from stem2d.evolution.run import evolve
-from stem2d.evolution.tracking import link_recovery, link_tracks
+import importlib
 
 __all__ = [
     "EvolutionResult", "evolve", "estimate_drift", "correct_positions", "link_tracks", "link_recovery",
 ]
+#: Where each re-export lives; loaded on first use, so ``stem2d.evolution.drift`` (the movie loop's
+#: streamed drift) does not import trackpy and matplotlib (issue #16: start-up time).
+_HOME = {"EvolutionResult": "result", "evolve": "run", "estimate_drift": "drift", "correct_positions": "drift",
+         "link_tracks": "tracking", "link_recovery": "tracking"}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(importlib.import_module(f"stem2d.evolution.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'stem2d.evolution' has no attribute {name!r}")

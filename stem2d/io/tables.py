@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DETECTION_COLUMNS", "TRUTH_COLUMNS", "read_detections", "read_truth"]
+__all__ = ["DETECTION_COLUMNS", "TRUTH_COLUMNS", "read_detections", "read_truth", "truth_path"]
+
+
+
+def truth_path(path: str | Path) -> Path:
+    """``<stem>_truth.csv`` beside the movie file (where ``stem2d.sim.movie_cli`` writes the truth)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_truth.csv")
+
 
 #: Columns of ``detections.csv`` (row/col in input-frame pixels, score in [0, 1]).
 DETECTION_COLUMNS = ("frame", "row", "col", "class", "score")

@@ -1,4 +1,10 @@
-"""Load and export the stem2d classifier checkpoints (slim, ``weights_only``-safe) and find the bundled ones."""
+"""Load and export the stem2d classifier checkpoints (slim, ``weights_only``-safe) and find the bundled ones.
+
+Loading for prediction (:func:`load_classifier`, :func:`load_unet`) builds the plain networks
+(:class:`~stem2d.models.inference.TileClassifier`, :class:`~stem2d.models.unet.UNet`) and never
+imports Lightning; only :func:`load_pixel_predictor` (the Lightning module, for training code)
+does.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,8 @@ import numpy as np
 import torch
 
 from stem2d import CANONICAL_PIXEL_SIZE_A, TILE_SIZE_PX, __version__
-from stem2d.models.classifier import CamClassifier
+from stem2d.models.inference import TileClassifier
 from stem2d.models.nets import build_net
-from stem2d.models.pixel import PixelPredictor
 from stem2d.models.unet import UNet, build_unet
 from stem2d.output.files import atomic_path
 from stem2d.output.plain import to_plain
@@ -80,12 +85,22 @@ def classifier_path_for(material: str, class_names: Sequence[str], ckpt_path: st
 def load_unet(ckpt_path: str | Path | None = None) -> torch.nn.Module:
     """The U-Net pixel network for prediction (eval mode, BatchNorms folded into the convolutions).
 
-    ``ckpt_path`` None loads the bundled ``stem2d/weights/unet_ws2.ckpt``.
+    ``ckpt_path`` None loads the bundled ``stem2d/weights/unet_ws2.ckpt``. The network is built
+    from the checkpoint's spec and weights alone (no Lightning module).
     """
     from stem2d.models.unet import fuse_batchnorm
 
     path = weights_dir() / "unet_ws2.ckpt" if ckpt_path is None else Path(ckpt_path)
-    return fuse_batchnorm(load_pixel_predictor(path).net.eval())
+    ckpt, what = _unet_checkpoint(path, map_location="cpu")
+    net = build_unet(ckpt["stem2d"]["net"])
+    weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    missing = [k for k in net.state_dict() if k not in weights]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks network weights {missing[:3]}...")
+    net.load_state_dict(weights)
+    if ckpt.get("hyper_parameters", {}).get("channels_last", True):  # as PixelPredictor keeps it
+        net = net.to(memory_format=torch.channels_last)
+    return fuse_batchnorm(net.eval())
 
 
 def load_classifier(
@@ -95,8 +110,11 @@ def load_classifier(
     expected_classes: Sequence[str] | None = None,
     expected_tile_size_px: int | None = TILE_SIZE_PX,
     expected_pixel_size_A: float | None = CANONICAL_PIXEL_SIZE_A,
-) -> CamClassifier:
-    """Load a :class:`CamClassifier` for inference (eval mode) from a stem2d checkpoint.
+) -> TileClassifier:
+    """Load a tile classifier for inference (eval mode) from a stem2d checkpoint.
+
+    The result is a plain :class:`~stem2d.models.inference.TileClassifier` (no Lightning): it
+    classifies with :func:`stem2d.predict.classify.classify_tiles` like the training module.
 
     Parameters
     ----------
@@ -145,7 +163,7 @@ def load_classifier(
     if expected_pixel_size_A is not None and not np.isclose(px, expected_pixel_size_A, rtol=1e-3):
         raise ValueError(f"checkpoint {str(path)!r} was trained at {px} A/px, expected {expected_pixel_size_A}")
     net = build_net(ckpt["stem2d"]["net"])
-    model = CamClassifier(
+    model = TileClassifier(
         net, class_names=names, noise_modes=hp.get("noise_modes", ()), tile_size_px=tile,
         pixel_size_A=px, channels_last=bool(hp.get("channels_last", True)),
     )
@@ -212,17 +230,8 @@ def save_slim_checkpoint(src: str | Path, dst: str | Path, *, extra: dict[str, A
     return dst
 
 
-def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> PixelPredictor:
-    """Load a (full or slim) PixelPredictor checkpoint for inference, in eval mode.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        The file is not a PixelPredictor checkpoint or names an unknown network.
-    """
-    path = Path(path)
+def _unet_checkpoint(path: Path, *, map_location: str) -> tuple[dict, str]:
+    """The checked contents of a (full or slim) PixelPredictor checkpoint, and how to name it."""
     what = f"U-Net checkpoint {str(path)!r} (unet_ckpt_path)"
     if not path.is_file():
         raise FileNotFoundError(f"{what} does not exist")
@@ -239,7 +248,25 @@ def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu") -> Pixe
         raise ValueError(f"{what} holds a {spec.get('name')} network (a tile classifier?), not the U-Net pixel "
                          "predictor; a classifier goes to ckpt_path=, a U-Net from train.py experiment=exp_unet "
                          "to unet_ckpt_path=")
-    net: UNet = build_unet(spec)
+    return ckpt, what
+
+
+def load_pixel_predictor(path: str | Path, *, map_location: str = "cpu"):
+    """Load a (full or slim) PixelPredictor checkpoint as the Lightning module, in eval mode
+    (for training code; prediction uses :func:`load_unet`, which does not import Lightning).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not a PixelPredictor checkpoint or names an unknown network.
+    """
+    from stem2d.models.pixel import PixelPredictor
+
+    path = Path(path)
+    ckpt, _ = _unet_checkpoint(path, map_location=map_location)
+    net: UNet = build_unet(ckpt["stem2d"]["net"])
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in _TRAINING_ONLY}
     model = PixelPredictor(net, **hparams)
     model.load_state_dict(ckpt["state_dict"], strict=False)

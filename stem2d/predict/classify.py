@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,9 +18,12 @@ import torch
 
 from stem2d.io.frames import is_blank
 from stem2d.models.cam import cam_peak
-from stem2d.models.classifier import CamClassifier
 from stem2d.models.precision import cpu_has_bf16  # noqa: F401  (its home is models.precision)
 from stem2d.models.preprocess import standardize_tiles
+
+if TYPE_CHECKING:  # the Lightning module is accepted too; prediction never imports Lightning
+    from stem2d.models.classifier import CamClassifier
+    from stem2d.models.inference import TileClassifier
 
 __all__ = ["TileResult", "classify_tiles"]
 
@@ -72,13 +75,14 @@ def _check_tiles(tiles: np.ndarray, tile_size_px: int) -> np.ndarray:
     return tiles
 
 
-def classify_tiles(model: CamClassifier, tiles: np.ndarray, *, batch_size: int = 256,
+def classify_tiles(model: TileClassifier | CamClassifier, tiles: np.ndarray, *, batch_size: int = 256,
                    bf16: bool = False) -> TileResult:
     """Classify tiles and localise each by the CAM of its predicted class.
 
     Parameters
     ----------
-    model : CamClassifier
+    model : TileClassifier or CamClassifier
+        From :func:`stem2d.models.loading.load_classifier`, or the training module.
     tiles : ndarray, (N, T, T)
         Raw tiles (counts) at the model's pixel size; standardised here with
         :func:`stem2d.models.preprocess.standardize_tiles`.

@@ -145,8 +145,7 @@ class MovieSource:
 def _find_truth(path: Path) -> pd.DataFrame | None:
     """``<stem>_truth.csv`` beside a movie (as written by ``stem2d.sim.movie_cli``), if any; its use
     is announced in the log (the run is then scored against it)."""
-    from stem2d.io.tables import read_truth
-    from stem2d.sim.movie_cli import truth_path
+    from stem2d.io.tables import read_truth, truth_path  # not via stem2d.sim (the simulator's imports)
 
     candidate = truth_path(path)
     if not candidate.is_file():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal, sparse
+from scipy import ndimage, sparse
 
 from stem2d.sim.lattice import Columns, column_weights
 
@@ -211,6 +211,8 @@ def scan_jitter(image: np.ndarray, *, jitter_px: float, correlation: float = 0.5
     Emulates flyback / line-synchronisation jitter of the scan coils (bilinear interpolation,
     edge values repeated).
     """
+    from scipy import signal  # here, not at the top: slow to import (infer.py's start-up, issue #16)
+
     rng = np.random.default_rng(rng)
     if jitter_px == 0:
         return np.array(image, dtype=np.float64)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stem2d.io.tables import truth_path
 from stem2d.sim.movie import MovieConfig, SyntheticMovie, simulate_movie
 
 __all__ = ["write_movie", "truth_path", "metadata_path", "main"]
@@ -28,12 +29,6 @@ __all__ = ["write_movie", "truth_path", "metadata_path", "main"]
 log = logging.getLogger(__name__)
 
 _TIF_SUFFIXES = (".tif", ".tiff")
-
-
-def truth_path(path: str | Path) -> Path:
-    """``<stem>_truth.csv`` beside the movie file."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}_truth.csv")
 
 
 def metadata_path(path: str | Path) -> Path:
