@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 
 from stem2d.evolution import analysis, plots
 from stem2d.output.files import atomic_write_text
+from stem2d.output.plain import rounded, to_plain
 
 __all__ = ["EvolutionResult"]
 
@@ -78,7 +78,7 @@ class EvolutionResult:
             "creation": {k: v for k, v in cr.items() if k != "per_frame"},
             "notes": self.notes,
         }
-        return _json_safe(summary)
+        return to_plain(summary)
 
     def write(self, out_dir: str | os.PathLike, *, skip_figures: tuple[str, ...] = ()) -> dict[str, Path]:
         """Write tables, figures and ``evolution.json`` (last) into ``out_dir``; returns the paths.
@@ -100,8 +100,6 @@ class EvolutionResult:
                                   "drift_col_px": self.drift[:, 1]})
             paths["drift"] = _write_csv(drift, out / "drift.csv")
         paths.update({f"png_{k}": v for k, v in plots.save_all(self, out, skip=skip_figures).items()})
-        from stem2d.output.plain import rounded
-
         text = json.dumps(rounded(self.to_summary()), indent=2, allow_nan=False)
         paths["summary"] = _write_text(text, out / "evolution.json")
         log.info("evolution outputs written to %s", out)
@@ -121,20 +119,3 @@ def _write_text(text: str, path: Path) -> Path:
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     return _write_text(df.to_csv(index=False), path)
-
-
-def _json_safe(obj):
-    """Recursively convert numpy/pandas values to JSON types; NaN and inf become None."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
