@@ -158,3 +158,18 @@ def test_jitter_and_background():
 def test_bad_params_name_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         AugmentParams(**{key: value})
+
+
+def test_augment_params_from_config_coerces_like_a_hand_written_call():
+    """DataModules build their AugmentParams from their hparams (YAML/OmegaConf values)."""
+    from omegaconf import OmegaConf
+
+    from stem2d.sim.augment import AugmentParams
+
+    config = OmegaConf.create({"tile_size_px": 64, "pixel_size_A": 0.3, "zoom_range": [1, 1.1], "max_shear": 0,
+                               "noise_modes": ["dose"], "noise_probabilities": None, "batch_size": 8})
+    params = AugmentParams.from_config(config)
+    assert params == AugmentParams(zoom_range=(1.0, 1.1), max_shear=0.0, noise_modes=("dose",))
+    assert isinstance(params.max_shear, float) and params.zoom_range == (1.0, 1.1)
+    with pytest.raises(ValueError, match="noise_modes"):
+        AugmentParams.from_config({"noise_modes": ["sharpen"]})

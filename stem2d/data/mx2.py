@@ -199,16 +199,7 @@ class MX2DataModule(SplitTileDataModule):
                 raise ValueError(f"{key}={value} must be >= 1")
         if int(num_workers) < 0 or int(seed) < 0:
             raise ValueError(f"num_workers={num_workers} and seed={seed} must be >= 0")
-        self.params = AugmentParams(
-            tile_size_px=int(tile_size_px), pixel_size_A=float(pixel_size_A),
-            flip_probability=float(flip_probability), max_shear=float(max_shear),
-            zoom_range=tuple(float(z) for z in zoom_range), max_shift_px=float(max_shift_px),
-            dose_range_e_per_A2=tuple(float(d) for d in dose_range_e_per_A2),
-            max_jitter_px=float(max_jitter_px), max_background_fraction=float(max_background_fraction),
-            max_detector_sigma_counts=float(max_detector_sigma_counts), max_blur_px=float(max_blur_px),
-            noise_modes=tuple(str(m) for m in noise_modes),
-            noise_probabilities=None if noise_probabilities is None
-            else tuple(float(p) for p in noise_probabilities))
+        self.params = AugmentParams.from_config(self.hparams)
         self.physics = PhysicsRanges.from_mapping(physics)
         self.processing = ProcessingRanges.from_mapping(processing)
         self._scene_kw = {"materials": self.materials, "max_offset_A": float(max_offset_A),

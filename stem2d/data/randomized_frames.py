@@ -158,13 +158,7 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
                                       density_per_nm2=tuple(density_per_nm2),
                                       min_defect_distance_A=float(min_defect_distance_A),
                                       max_dopant_offset_A=float(max_dopant_offset_A))
-        self.params = AugmentParams(
-            flip_probability=float(flip_probability), max_shear=float(max_shear),
-            zoom_range=tuple(float(z) for z in zoom_range), max_shift_px=float(max_shift_px),
-            dose_range_e_per_A2=tuple(float(d) for d in dose_range_e_per_A2),
-            max_jitter_px=float(max_jitter_px), max_background_fraction=float(max_background_fraction),
-            max_detector_sigma_counts=float(max_detector_sigma_counts), max_blur_px=float(max_blur_px),
-            noise_modes=("dose",))
+        self.params = AugmentParams.from_config({**self.hparams, "noise_modes": ("dose",)})
         self.physics = PhysicsRanges.from_mapping(physics)
         self.processing = ProcessingRanges.from_mapping(processing)
         self._samples = {"train": int(n_train_samples), "val": int(n_val_samples), "test": int(n_test_samples)}

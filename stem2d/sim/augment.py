@@ -15,7 +15,9 @@ of the sampling map, with one pixel-centre convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +39,22 @@ def _check_range(key: str, value, *, low: float, high: float = np.inf) -> tuple[
     if not (low <= lo <= hi <= high):
         raise ValueError(f"{key}={tuple(value)} must be an ordered (min, max) within [{low}, {high}]")
     return lo, hi
+
+
+def _coerce(default, value):
+    """``value`` as the type of a field's ``default``: int, float, tuple of str, else tuple of float
+    (ranges and probabilities; None stays None)."""
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple) and default and isinstance(default[0], str):
+        return tuple(str(v) for v in value)
+    return tuple(float(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,17 @@ class AugmentParams:
             raise ValueError(
                 f"noise_probabilities={list(p)} must be {len(self.noise_modes)} values >= 0 "
                 f"summing to 1 (one per noise mode)")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AugmentParams:
+        """The augmentation of a data config: the keys of ``config`` that name fields of this class,
+        each coerced to its field's type (YAML / OmegaConf lists to tuples, ints to floats); the
+        other keys are the caller's. DataModules pass their ``hparams``.
+
+        >>> AugmentParams.from_config({"zoom_range": [1, 1.1], "max_shear": 0, "batch_size": 8}).zoom_range
+        (1.0, 1.1)
+        """
+        return cls(**{f.name: _coerce(f.default, config[f.name]) for f in fields(cls) if f.name in config})
 
     def min_base_size_px(self) -> int:
         """Smallest base tile whose every output pixel samples inside it (no empty corners)."""
