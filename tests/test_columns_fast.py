@@ -7,7 +7,10 @@ import numpy as np
 from scipy import ndimage, spatial
 
 from stem2d.lattice import columns as C
+from stem2d.materials import get_material
 from stem2d.predict import regions as R
+from stem2d.sim.imaging import Acquisition, Probe, acquire, render_haadf
+from stem2d.sim.lattice import mx2_columns
 
 
 def _local_amplitude_ref(demod, sigma_px, step):
@@ -113,3 +116,21 @@ def test_paint_matches_the_query_of_every_pixel():
         ref = ndimage.median_filter(full, size=3) if step == 1 else full
         np.testing.assert_array_equal(painted, ref)
         assert painted.any()
+
+
+def test_quantification_in_small_chunks_equals_one_chunk(monkeypatch):
+    ws2 = get_material("WS2")
+    cols = mx2_columns(ws2, extent_A=(36.0, 39.0), rotation_deg=11.0)
+    clean = render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe())
+    frame = acquire(clean, pixel_size_A=0.3, acq=Acquisition(dose_e_per_A2=5e4), rng=4)
+    whole = C.quantify_columns(frame, material=ws2, pixel_size_A=0.3)
+    bands = C._row_bands
+    monkeypatch.setattr(C, "_CHUNK", 7)
+    monkeypatch.setattr(C, "_row_bands", lambda n: bands(n, pixels=900))
+    chunked = C.quantify_columns(frame, material=ws2, pixel_size_A=0.3)
+    assert len(whole.table) > 300
+    assert (whole.table["sublattice"] == chunked.table["sublattice"]).all()
+    num = [c for c in whole.table.columns if c != "sublattice"]
+    np.testing.assert_allclose(chunked.table[num].to_numpy(float), whole.table[num].to_numpy(float),
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(chunked.lattice.motif, whole.lattice.motif, rtol=1e-12)

@@ -132,15 +132,19 @@ def _frames_rate(cfg: BenchConfig) -> float:
 
 
 #: The frame loop as the issue times it (read, resample, U-Net, classify, drift, overlay, video),
-#: in fp32: the column quantification of the evidence step is switched off here (its own row).
+#: in fp32, with the column quantification of the evidence step switched off.
 E2E_FP32 = ("classify.bf16=false", "classify.evidence=false", "classify.column_candidates=false")
-#: Variants run side by side in one benchmark: (label, overrides). "before" is the loop as it was
-#: at the start of issue #16 (one thread, x264's default preset); the others are today's code.
-E2E_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("before: serial loop, fp32", (*E2E_FP32, "prefetch=0", "outputs.video_preset=medium")),
-    ("now: prefetch thread, fp32", E2E_FP32),
-    ("now, bf16 where native", ("classify.evidence=false", "classify.column_candidates=false", "classify.bf16=auto")),
-    ("now, defaults (column evidence on)", ()),
+#: Git revision whose code the "before" column runs (main when the session that made column
+#: evidence cheap and prediction Lightning-free started, issue #16).
+BEFORE_REV = "1f7e1ae"
+#: Variants run side by side in one benchmark: (label, overrides, code). ``code`` "before" runs
+#: the checkout of :data:`BEFORE_REV` (its defaults), "now" this one.
+E2E_VARIANTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (f"before ({BEFORE_REV}): defaults", (), "before"),
+    ("now: defaults", (), "now"),
+    ("now: defaults in fp32", ("classify.bf16=false",), "now"),
+    ("now: column evidence off, fp32", E2E_FP32, "now"),
+    ("now: evidence off, fp32, serial loop", (*E2E_FP32, "prefetch=0", "outputs.video_preset=medium"), "now"),
 )
 
 
@@ -161,13 +165,14 @@ def e2e_movie(cfg: BenchConfig, work: Path) -> Path:
 
 
 def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, movie: Path, run_dir: Path,
-               overrides: Sequence[str] = ()) -> tuple[dict, float]:
+               overrides: Sequence[str] = (), *, checkout: Path | None = None) -> tuple[dict, float]:
     """``python infer.py movie=<movie>`` (overlay video on, no evolution or TensorBoard): its
     summary and the wall time of the command.
 
     A subprocess when ``cfg.e2e_subprocess`` (its peak memory and start-up are then the CLI's
     alone; ``summary["first_frame_s"]`` is the time from process start to the first analysed
-    frame), else ``run_movie`` in this process.
+    frame), else ``run_movie`` in this process. ``checkout``: run that source tree's
+    ``infer.py`` and package instead of this one (a subprocess only).
     """
     ov = [*movies.model_overrides(ckpts), f"movie={movies.quote(movie)}", "outputs.video=true",
           "outputs.evolution=false", "outputs.tensorboard=false", "outputs.progress=false", *overrides]
@@ -175,17 +180,43 @@ def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, movie: Path, run_dir: Path,
         ov.append(f"detector.tile_size_px={int(cfg.detect_tile_px)}")
     start = time.perf_counter()
     if not cfg.e2e_subprocess:
+        if checkout is not None:
+            raise ValueError("end_to_end: another checkout runs only as a subprocess (e2e_subprocess)")
         summary = movies.run(cfg, ov, run_dir=run_dir, quiet=False)
         return summary, time.perf_counter() - start
-    script = cfg.conf_dir.parent / "infer.py"
+    root = cfg.conf_dir.parent if checkout is None else Path(checkout)
+    script = root / "infer.py"
     if not script.is_file():
         raise FileNotFoundError(f"{str(script)!r} does not exist (the benchmark runs from a source checkout)")
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, str(script), *ov, f"hydra.run.dir={movies.quote(run_dir)}"],
-                          check=False, capture_output=True, text=True)
+                          check=False, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"infer.py failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads((run_dir / "summary.json").read_text()), wall
+
+
+def before_checkout(cfg: BenchConfig, work: Path) -> Path | None:
+    """The source tree of :data:`BEFORE_REV` exported into ``work`` (``git archive``), or None
+    (logged) when this is not a git checkout that has it."""
+    repo = cfg.conf_dir.parent
+    dest = work / f"before_{BEFORE_REV}"
+    try:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", BEFORE_REV], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        log.warning("speed: no checkout of %s for the 'before' column (%s)", BEFORE_REV, err)
+        return None
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def import_torch_s() -> float:
+    """Wall seconds of a bare ``python -c "import torch"`` (the floor of any start-up)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - start
 
 
 def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
@@ -245,14 +276,19 @@ def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray,
 
 def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     """Frames/s and the per-stage profile of the frame loop for every :data:`E2E_VARIANTS`, run
-    interleaved ``cfg.e2e_repeats`` times (the best of each is kept: the machine may be shared)."""
+    interleaved ``cfg.e2e_repeats`` times (the best of each is kept: the machine may be shared).
+    The "before" variant needs a subprocess and a git checkout; without them it is left out."""
     h, w = cfg.frame_shape
     how = "`python infer.py` (subprocess)" if cfg.e2e_subprocess else "`run_movie` (in the benchmark process)"
-    labels = [label for label, _ in E2E_VARIANTS]
+    before = before_checkout(cfg, work) if cfg.e2e_subprocess else None
+    variants = [v for v in E2E_VARIANTS if v[2] == "now" or before is not None]
+    labels = [label for label, _, _ in variants]
     t = Table(f"**End to end**: {how} on a {cfg.e2e_frames}-frame {h}x{w} px synthetic movie read from a TIFF "
               f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, detector unet, overlay video on, no "
               f"evolution), conf/infer.yaml's `threads` per loop thread, load average "
-              f"{os.getloadavg()[0]:.2f} at the start; best of {cfg.e2e_repeats} interleaved runs each. Stage rows "
+              f"{os.getloadavg()[0]:.2f} at the start; best of {cfg.e2e_repeats} interleaved runs each. "
+              f"'before' runs the code of commit {BEFORE_REV} (its defaults), the others this checkout; defaults "
+              "have column evidence on and `classify.bf16: auto`. Stage rows "
               "are seconds per frame of wall time in the thread that ran the stage (with the prefetch thread, "
               "read, resample and detect overlap the rest, so stages do not add up to the loop).",
               ["what", *labels, "unit"])
@@ -262,8 +298,9 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     movie = e2e_movie(cfg, work)
     best: dict[str, tuple[dict, float]] = {}
     for rep in range(cfg.e2e_repeats):
-        for k, (label, overrides) in enumerate(E2E_VARIANTS):
-            summary, wall = end_to_end(cfg, ckpts, movie, work / f"e2e_{k}_{rep}", overrides)
+        for k, (label, overrides, code) in enumerate(variants):
+            summary, wall = end_to_end(cfg, ckpts, movie, work / f"e2e_{k}_{rep}", overrides,
+                                       checkout=before if code == "before" else None)
             if label not in best or (summary["frames_per_s"] or 0) > (best[label][0]["frames_per_s"] or 0):
                 best[label] = (summary, wall)
     runs = [best[label] for label in labels]
@@ -281,6 +318,8 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     if cfg.e2e_subprocess:
         t.add("time to first analysed frame (process start to frame 0 done)",
               *[s.get("first_frame_s", NOT_AVAILABLE) for s, _ in runs], "s")
+        torch_s = min(import_torch_s() for _ in range(2))
+        t.add("bare `python -c 'import torch'` (the floor of start-up; same for all)", *[torch_s] * len(runs), "s")
         t.add("whole command (Python start-up, setup, outputs)", *[wall for _, wall in runs], "s")
         t.add("peak resident memory of the command", *[s["peak_rss_mb"] for s, _ in runs], "MB")
     return t

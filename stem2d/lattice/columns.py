@@ -293,10 +293,14 @@ def _demodulator(centred: np.ndarray, step: int):
     padded[:h, :w] = centred
     rows, cols = np.arange(hb * step), np.arange(wb * step)
 
+    blocks_of_rows = padded.reshape(hb, step, wb * step)
+
     def demodulate(g: np.ndarray) -> np.ndarray:
-        wr = np.exp(-2j * np.pi * g[0] * rows)
+        wr = np.exp(-2j * np.pi * g[0] * rows).reshape(hb, step)
         wc = np.exp(-2j * np.pi * g[1] * cols)
-        by_rows = (padded * wr[:, None]).reshape(hb, step, wb * step).sum(axis=1)
+        # real and imaginary row weights separately: no complex copy of the frame
+        by_rows = (np.einsum("bsw,bs->bw", blocks_of_rows, wr.real)
+                   + 1j * np.einsum("bsw,bs->bw", blocks_of_rows, wr.imag))
         return (by_rows * wc[None, :]).reshape(hb, wb, step).sum(axis=2)
 
     inside = np.zeros(padded.shape)
@@ -356,14 +360,25 @@ def _strain(frac: np.ndarray, basis: np.ndarray, on_lattice: np.ndarray) -> floa
 
 
 def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """Mean of ``image`` over bins of the local fractional coordinates (the average unit cell)."""
+    """Mean of ``image`` over bins of the local fractional coordinates (the average unit cell),
+    accumulated over bands of rows (memory of a few rows, not of the frame)."""
     n = _MOTIF_BINS
-    b = np.floor(np.mod(frac, 1.0) * n).astype(np.intp) % n
-    idx = (b[0] * n + b[1]).ravel()
-    total = np.bincount(idx, weights=image.ravel(), minlength=n * n)
-    count = np.bincount(idx, minlength=n * n)
+    total = np.zeros(n * n)
+    count = np.zeros(n * n, dtype=np.int64)
+    for rows in _row_bands(image.shape[0]):
+        b = np.floor(np.mod(frac[:, rows], 1.0) * n).astype(np.intp) % n
+        idx = (b[0] * n + b[1]).ravel()
+        total += np.bincount(idx, weights=image[rows].ravel(), minlength=n * n)
+        count += np.bincount(idx, minlength=n * n)
     motif = (total / np.maximum(count, 1)).reshape(n, n)
     return ndimage.gaussian_filter(motif, 1.0, mode="wrap")
+
+
+def _row_bands(n_rows: int, pixels: int = 1 << 18) -> list[slice]:
+    """Slices of rows covering ``n_rows``, about ``pixels`` pixels each for a frame of width
+    ``n_rows`` (bounded temporaries for frames of any size)."""
+    step = max(1, pixels // max(n_rows, 1))
+    return [slice(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
 
 
 def _assign_sites(motif: np.ndarray, material: Material) -> np.ndarray:
@@ -415,25 +430,27 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -
     averaged per site.
     """
     h, w = frac.shape[1:]
-    e = frac - offset[:, None, None]
-    n = np.rint(e)
-    e -= n
-    near = np.flatnonzero((np.abs(e[0]) < 0.25) & (np.abs(e[1]) < 0.25))
-    e0, e1 = e[0].ravel()[near], e[1].ravel()[near]
-    rows, cols = np.divmod(near, w)
-    est_r = rows - (inv[0, 0] * e0 + inv[0, 1] * e1)
-    est_c = cols - (inv[1, 0] * e0 + inv[1, 1] * e1)
-    n0, n1 = n[0].ravel()[near].astype(np.int64), n[1].ravel()[near].astype(np.int64)
-    n0m, n1m = n0.min(), n1.min()
-    span = n1.max() - n1m + 1
-    key = (n0 - n0m) * span + (n1 - n1m)
-    # per site (key) the pixel count and mean estimate, in key order
-    count = np.bincount(key)
+    # lattice indices of the sites any pixel can be nearest to (the key range of the bincounts)
+    lo = [int(np.rint(frac[k].min() - offset[k])) for k in (0, 1)]
+    hi = [int(np.rint(frac[k].max() - offset[k])) for k in (0, 1)]
+    span = hi[1] - lo[1] + 1
+    size = (hi[0] - lo[0] + 1) * span
+    count, sum_r, sum_c = np.zeros(size), np.zeros(size), np.zeros(size)
+    for band in _row_bands(h):  # bounded temporaries: a band of rows at a time
+        e = frac[:, band] - offset[:, None, None]
+        n = np.rint(e)
+        e -= n
+        near = np.flatnonzero((np.abs(e[0]) < 0.25) & (np.abs(e[1]) < 0.25))
+        e0, e1 = e[0].ravel()[near], e[1].ravel()[near]
+        rows, cols = np.divmod(near, w)
+        key = (n[0].ravel()[near].astype(np.int64) - lo[0]) * span + (n[1].ravel()[near].astype(np.int64) - lo[1])
+        count += np.bincount(key, minlength=size)
+        sum_r += np.bincount(key, weights=rows + band.start - (inv[0, 0] * e0 + inv[0, 1] * e1), minlength=size)
+        sum_c += np.bincount(key, weights=cols - (inv[1, 0] * e0 + inv[1, 1] * e1), minlength=size)
+    # per site (key, in key order) the mean estimate of its pixels
     uniq = np.flatnonzero(count)
-    r = np.bincount(key, weights=est_r)[uniq] / count[uniq]
-    c = np.bincount(key, weights=est_c)[uniq] / count[uniq]
-    count = count[uniq]
-    ij = np.stack([uniq // span + n0m, uniq % span + n1m], axis=1)
+    r, c, count = sum_r[uniq] / count[uniq], sum_c[uniq] / count[uniq], count[uniq]
+    ij = np.stack([uniq // span + lo[0], uniq % span + lo[1]], axis=1)
     inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (count >= 3)
     return np.stack([r, c], axis=1)[inside], ij[inside]
 
@@ -444,16 +461,33 @@ def _patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return dy.ravel(), dx.ravel()
 
 
+#: Sites per chunk of the (sites x patch pixels) arrays (bounded memory for frames of any size).
+_CHUNK = 8192
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+
+
+def _padded(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
+    half = int(max(np.abs(dy).max(), np.abs(dx).max()))
+    return np.pad(image, half, mode="edge"), half
+
+
+def _gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Values (N, P) of ``padded`` (the frame edge-padded by ``half``) at the rounded centres plus
+    the offsets ``dy, dx``, with one flat index; beyond the frame the nearest edge pixel."""
+    shape = np.array(padded.shape) - 2 * half
+    base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1) + half
+    return padded.ravel()[(base[:, :1] + dy) * padded.shape[1] + (base[:, 1:] + dx)]
+
+
 def _patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: int = 1, *,
                   disk: bool = False) -> np.ndarray:
     """Pixel values (N, P) around the rounded centres (beyond the frame: the nearest edge pixel),
     gathered from an edge-padded copy with one flat index; on :func:`_disk_stencil` when ``disk``."""
     dy, dx = _disk_stencil(radius) if disk else _patch_grid(radius, step)
-    half = int(max(np.abs(dy).max(), np.abs(dx).max()))
-    base = np.clip(np.rint(centres).astype(np.intp), 0, np.array(image.shape) - 1) + half
-    padded = np.pad(image, half, mode="edge")
-    flat = (base[:, :1] + dy) * padded.shape[1] + (base[:, 1:] + dx)
-    return padded.ravel()[flat]
+    return _gather(*_padded(image, dy, dx), centres, dy, dx)
 
 
 def _disk_stencil(radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -480,8 +514,13 @@ def _disk_sums(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndar
 
 
 def _disk_means(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
-    w = _disk_weights(image.shape, centres, radius)
-    return np.einsum("np,np->n", _patch_values(image, centres, radius, disk=True), w) / w.sum(axis=1)
+    dy, dx = _disk_stencil(radius)
+    padded, half = _padded(image, dy, dx)
+    out = np.empty(len(centres))
+    for part in _chunks(len(centres)):
+        w = _disk_weights(image.shape, centres[part], radius)
+        out[part] = np.einsum("np,np->n", _gather(padded, half, centres[part], dy, dx), w) / w.sum(axis=1)
+    return out
 
 
 def _refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float, max_shift: float,
@@ -491,10 +530,18 @@ def _refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: floa
     All columns at once (the disks are gathered into one (N, P) array); a column whose centre of mass runs further than ``max_shift`` from its lattice position keeps the
     lattice position.
     """
-    pos = centres.copy()
     dy, dx = _patch_grid(radius)
     inside = np.hypot(dy, dx) <= radius
     dy, dx = dy[inside], dx[inside]
+    out = np.empty_like(centres)
+    for part in _chunks(len(centres)):  # every column on its own: chunks bound the (N, P) arrays
+        out[part] = _refine_chunk(image, centres[part], bg[part], dy, dx, max_shift, iterations)
+    return out
+
+
+def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+                  max_shift: float, iterations: int) -> np.ndarray:
+    pos = centres.copy()
     for _ in range(iterations):
         base = np.rint(pos).astype(np.intp)
         rr = np.clip(base[:, :1] + dy, 0, image.shape[0] - 1)
@@ -536,15 +583,21 @@ def _fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius
                  step: int) -> np.ndarray:
     """Correlation of each site's neighbourhood (radius ~ a, every ``step`` px) with its
     sublattice's median neighbourhood."""
-    vals = _patch_values(image, centres, radius, step)
+    dy, dx = _patch_grid(radius, step)
+    padded, half = _padded(image, dy, dx)
     quality = np.empty(len(centres))
     for k in np.unique(sub):
-        sel = sub == k
-        v = vals[sel]
-        v = v - v.mean(axis=1, keepdims=True)
-        t = np.median(np.ascontiguousarray(vals[sel].T), axis=1)  # contiguous rows: a faster partition
+        idx = np.flatnonzero(sub == k)
+        # the median neighbourhood: patch pixel by patch pixel over the sublattice's sites
+        by_pixel = np.empty((len(dy), len(idx)))
+        for part in _chunks(len(idx)):
+            by_pixel[:, part] = _gather(padded, half, centres[idx[part]], dy, dx).T
+        t = np.median(by_pixel, axis=1, overwrite_input=True)
+        del by_pixel
         t = t - t.mean()
-        num = v @ t
-        den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
-        quality[sel] = num / den
+        for part in _chunks(len(idx)):
+            v = _gather(padded, half, centres[idx[part]], dy, dx)
+            v = v - v.mean(axis=1, keepdims=True)
+            den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
+            quality[idx[part]] = (v @ t) / den
     return quality

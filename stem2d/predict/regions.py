@@ -158,13 +158,13 @@ def _paint(region: np.ndarray, pos: np.ndarray, shape: tuple[int, int], *, reach
     step = max(1, int(reach_px / 4))
     rows = np.arange(0, shape[0], step) + (step - 1) / 2
     cols = np.arange(0, shape[1], step) + (step - 1) / 2
-    grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
     coarse = np.zeros((len(rows), len(cols)), np.uint8)
     if len(pos) and region.any():
         # only grid points within reach of a non-lattice site can be labelled: query those
         near = _near_grid(pos[region > 0], coarse.shape, step, reach_px)
-        d, idx = spatial.cKDTree(pos).query(grid[near.ravel()])
-        coarse[near] = np.where(d <= reach_px, region[idx], 0)
+        r, c = np.nonzero(near)
+        d, idx = spatial.cKDTree(pos).query(np.stack([rows[r], cols[c]], axis=1))
+        coarse[r, c] = np.where(d <= reach_px, region[idx], 0)
     full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
     return ndimage.median_filter(full, size=3) if step == 1 else full
 
