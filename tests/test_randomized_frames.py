@@ -11,7 +11,7 @@ from scipy import ndimage
 from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.classes import parse_kind
 from stem2d.data.labels import defect_mask
-from stem2d.data.randomized_frames import RandomizedFrameDataset
+from stem2d.data.randomized_frames import RandomizedFrameDataset, reflect_edges
 from stem2d.materials import MATERIALS, get_material
 from stem2d.pipeline.train import train
 from stem2d.sim.augment import AugmentParams
@@ -104,3 +104,16 @@ def test_mx2_unet_experiment_fast_dev_run(tmp_path):
     cfg = compose_train(tmp_path, ["experiment=mx2_unet", "debug=fdr", "data.crop_px=32", "data.batch_size=2",
                                    "data.n_val_samples=2", "data.n_test_samples=2"])
     assert 0.0 <= train(cfg) <= 1.0
+
+
+def test_reflected_edges_mirror_image_and_mask_alike():
+    rng = np.random.default_rng(0)
+    image, mask = rng.normal(size=(80, 80)), rng.uniform(size=(80, 80)) > 0.8
+    same = reflect_edges(image, mask, np.random.default_rng(1), probability=0.0)
+    assert np.array_equal(same[0], image) and np.array_equal(same[1], mask)
+    out, out_mask = reflect_edges(image, mask, np.random.default_rng(1), probability=1.0)
+    assert out.shape == image.shape and out_mask.dtype == bool
+    for k in range(4):  # every side: its outer w rows mirror the next ones about row w, in image and mask
+        a, m = np.rot90(out, k), np.rot90(out_mask, k)
+        w = next(w for w in range(1, 25) if np.array_equal(a[:w], a[2 * w:w:-1]))
+        assert np.array_equal(m[:w], m[2 * w:w:-1])

@@ -40,6 +40,8 @@ MATCH_DIST_A = 1.5
 EDGE_PX = 6
 #: Side of the benchmark crops at 0.3 A/px.
 CROP_PX = 192
+#: Acquisition pixel size outside the training range (0.2-0.4 A/px; the real dev-set frames are 0.13-0.18).
+SAMPLING_SHIFTS: dict[str, dict] = {"pixel size 0.12-0.2 A/px (resampled)": {"pixel_size_range_A": (0.12, 0.2)}}
 #: Site class of every (generic) defect kind of the vocabulary.
 KIND_CLASS = {k: name for name, kinds in SITE_CLASS_KINDS.items() for k in kinds}
 
@@ -96,9 +98,10 @@ def _detect_all(detectors: dict, frames: list[tuple[np.ndarray, np.ndarray, tupl
 
 
 def _crops(dm: RandomizedFrameDataModule, n: int, *, materials, physics=None, params=None,
-           processing=None) -> list:
+           processing=None, settings=None) -> list:
     ds = RandomizedFrameDataset(split="test", n_samples=n, seed=dm.seed, materials=materials,
-                                settings=dm.settings, params=replace(dm.params, **(params or {})),
+                                settings=replace(dm.settings, **(settings or {})),
+                                params=replace(dm.params, **(params or {})),
                                 physics=replace(dm.physics, **(physics or {})),
                                 processing=replace(dm.processing, **(processing or {})), label_radius_A=1.0)
     frames = []
@@ -148,6 +151,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
         ("**Physics and acquisition shift** (all materials): one family outside its training range.",
          [(k, {"materials": everything, "physics": v}) for k, v in PHYSICS_SHIFTS.items()]
          + [(k, {"materials": everything, "params": v}) for k, v in ACQUISITION_SHIFTS.items()]
+         + [(k, {"materials": everything, "settings": v}) for k, v in SAMPLING_SHIFTS.items()]
          + [("all physics shifts at once", {"materials": everything, "physics": ALL_AT_ONCE})]),
         ("**Processing shift** (all materials): each type forced beyond its training parameters.",
          [(k, {"materials": everything, "processing": v}) for k, v in PROCESSING_SHIFTS.items()]),
@@ -194,4 +198,4 @@ def _class_table(results: list[dict]) -> Table:
     return t
 
 
-__all__ = ["TITLE", "run", "score"]
+__all__ = ["SAMPLING_SHIFTS", "TITLE", "run", "score"]

@@ -7,8 +7,8 @@ defects, geometry, physics, acquisition, processing and pixel size
 ``data=experimental``'s truth masks). Sample k of a split is a pure function of
 ``(seed, split, k)``; training indices beyond ``n_train_samples`` (the epoch tag of
 :class:`~stem2d.data.pixel_tiles.EpochSampler`) are new crops, so no crop is seen twice.
-With ``edge_probability`` a crop ends at a frame edge: a border strip of up to
-:data:`~stem2d.data.labels.EDGE_PAD_PX` px is replaced by the reflection of the crop (image and
+Each side of a crop is a frame edge with ``edge_probability`` (all splits): a border strip of up
+to :data:`~stem2d.data.labels.EDGE_PAD_PX` px is replaced by the reflection of the crop (image and
 mask), as :func:`stem2d.predict.pixelmap.predict_frame` pads every frame.
 """
 
@@ -39,15 +39,20 @@ log = logging.getLogger(__name__)
 FRAME_STREAM = 11
 
 
-def reflect_edge(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Make one random side of a crop a frame edge: its outer ``w`` px (1 to ``EDGE_PAD_PX``)
-    become the reflection of the next ones (the padding ``predict_frame`` gives a frame)."""
-    side, w = int(rng.integers(4)), int(rng.integers(1, EDGE_PAD_PX + 1))
-    k = side % 4
-    image, mask = np.rot90(image, k), np.rot90(mask, k)
-    image = np.pad(image[w:], ((w, 0), (0, 0)), mode="reflect")
-    mask = np.pad(mask[w:], ((w, 0), (0, 0)), mode="reflect")
-    return np.rot90(image, -k), np.rot90(mask, -k)
+def reflect_edges(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
+                  probability: float) -> tuple[np.ndarray, np.ndarray]:
+    """Make each side of a crop a frame edge with ``probability``: its outer ``w`` px (1 to
+    ``EDGE_PAD_PX``) become the reflection of the next ones, in image and mask alike (the
+    reflection ``predict_frame`` pads every frame with, so the network learns what an edge is)."""
+    for side in range(4):
+        if rng.uniform() >= probability:
+            continue
+        w = int(rng.integers(1, EDGE_PAD_PX + 1))
+        image, mask = np.rot90(image, side), np.rot90(mask, side)
+        image = np.pad(image[w:], ((w, 0), (0, 0)), mode="reflect")
+        mask = np.pad(mask[w:], ((w, 0), (0, 0)), mode="reflect")
+        image, mask = np.rot90(image, -side), np.rot90(mask, -side)
+    return image, mask
 
 
 class RandomizedFrameDataset(Dataset):
@@ -85,9 +90,7 @@ class RandomizedFrameDataset(Dataset):
         frame = randomized_frame(self.materials[int(k) % len(self.materials)], settings=self.settings,
                                  params=self.params, physics=self.physics, processing=self.processing, rng=rng)
         mask = defect_mask(frame.image.shape, frame.points, radius_px=self.label_radius_A / CANONICAL_PIXEL_SIZE_A)
-        image = frame.image
-        if rng.uniform() < self.edge_probability:
-            image, mask = reflect_edge(image, mask, rng)
+        image, mask = reflect_edges(frame.image, mask, rng, probability=self.edge_probability)
         return frame, image, mask
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
@@ -127,7 +130,7 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
         min_defect_distance_A: float = 3.0,
         max_dopant_offset_A: float = 0.6,
         label_radius_A: float = 1.0,
-        edge_probability: float = 0.25,
+        edge_probability: float = 0.3,
         flip_probability: float = 0.5,
         max_shear: float = 0.15,
         zoom_range: Sequence[float] = (0.95, 1.05),
@@ -178,7 +181,7 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
         return RandomizedFrameDataset(
             split=split, n_samples=self._samples[split], seed=self.seed, materials=self.materials,
             settings=self.settings, params=self.params, physics=self.physics, processing=self.processing,
-            label_radius_A=self.label_radius_A, edge_probability=self.edge_probability if split == "train" else 0.0)
+            label_radius_A=self.label_radius_A, edge_probability=self.edge_probability)
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (),
@@ -205,4 +208,4 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
         return self._loader("test")
 
 
-__all__ = ["FRAME_STREAM", "RandomizedFrameDataModule", "RandomizedFrameDataset", "reflect_edge"]
+__all__ = ["FRAME_STREAM", "RandomizedFrameDataModule", "RandomizedFrameDataset", "reflect_edges"]
