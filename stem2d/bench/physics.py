@@ -12,6 +12,7 @@ Nothing here is used for training or model selection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,18 @@ import numpy as np
 import yaml
 
 from stem2d.bench.config import BenchConfig, Checkpoints
+from stem2d.bench.physics_overlap import (
+    SiteRatios,
+    column_ratios,
+    confused_pairs,
+    overlap,
+    sublattice_contrast,
+    sublattices_alike,
+)
 from stem2d.bench.report import Section, Table, unavailable
-from stem2d.classes import SITE_CLASS_KINDS
+from stem2d.classes import SITE_CLASS_KINDS, site_label
 from stem2d.data.mx2 import MX2DataModule, RandomizedTileDataset, simulate_scenes
+from stem2d.materials import get_material
 from stem2d.models.loading import load_classifier
 from stem2d.models.precision import cpu_has_bf16
 from stem2d.predict.classify import classify_tiles
@@ -32,6 +42,11 @@ TITLE = "6. Physics shift: the MX2 family classifier outside its training physic
 PURE = ("WS2", "MoS2", "WSe2", "MoSe2")
 MIXED = ("WSSe", "MoSSe", "WSSe_janus", "MoSSe_janus")
 ALLOY_FRACTIONS = (0.05, 0.3, 0.5, 0.7, 0.95)
+#: Confused pairs shown per material, and physics draws behind each class's ratio range.
+TOP_CONFUSIONS = 3
+RATIO_DRAWS = 1000
+#: A same-site pair whose ratio ranges share at least this much counts as a physics confusion.
+PHYSICS_SHARED = 0.5
 
 #: Physics outside the training ranges (``conf/data/mx2.yaml``), one family at a time.
 PHYSICS_SHIFTS: dict[str, dict] = {
@@ -135,6 +150,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
     processed = [(k, {"materials": PURE + MIXED, "processing": v}) for k, v in PROCESSING_SHIFTS.items()]
     alloys = [(f"{m} x = {x}", {"materials": [m], "second_fraction": x})
               for m in ("WSSe", "MoSSe") for x in ALLOY_FRACTIONS]
+    per_material: dict[str, dict] = {}
     for key, caption, rows in (
             ("in range", "**In range, per material** (training physics and processing).", in_range),
             ("shift", "**Physics shift**: one family of parameters outside its training range.", shifted),
@@ -142,9 +158,12 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
              processed),
             ("alloy", "**Alloy composition** (x = Se fraction; training draws x in 0.1-0.9).", alloys)):
         t = None
-        for t, r in table(caption, rows):
+        for (t, r), (name, _) in zip(table(caption, rows), rows):
             pooled.setdefault(key, []).append(r)
+            if rows is in_range:
+                per_material[name] = r
         sec.tables.append(t)
+    sec.tables.append(_confusion_table(per_material, names, dm, cfg.tile_seed, sec.paragraphs))
     summary = Table("**Pooled** (every row of the tables above in each group), per-class recall.",
                     ["group", "n", "accuracy"] + list(names))
     for key, results in pooled.items():
@@ -156,6 +175,78 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
         summary.add(key, len(labels), (pred == labels).mean(), *recall)
     sec.tables.insert(0, summary)
     return sec
+
+
+def _confusion_table(per_material: dict[str, dict], names: Sequence[str], dm: MX2DataModule, seed: int,
+                     paragraphs: list[str]) -> Table:
+    """Top confused pairs per material (in range), each class's column-strength ratio range under
+    the training physics, and how much the two ranges share (:mod:`stem2d.bench.physics_overlap`);
+    a one-line tally (physics vs learnable) is appended to ``paragraphs``."""
+    tally = {"physics": 0, "learnable": 0}
+    t = Table(
+        f"**Where it breaks, per material** (the in-range tiles above): the {TOP_CONFUSIONS} most frequent "
+        "confusions (true -> called, n, fraction of the true class's tiles) and the column-strength ratio "
+        "each class can take, relative to the full host column of its site, under the training physics "
+        "(`conf/data/mx2.yaml` `physics:` z_exponent, species_factor, light_metal_ratio, second_atom_factor, "
+        f"detector_gamma; 1-99 % of {RATIO_DRAWS} draws of `stem2d.sim.physics.draw_physics`, seed {seed}; "
+        "alloys: relative to the same column before the defect, over its S/Se orders). *shared*: the larger "
+        "fraction of one class's ratios inside the other's range: near 1 = the column's brightness cannot "
+        "tell them apart under these ranges (unreachable by construction), 0 = apart (learnable). "
+        "*other site (a alike)*: the classes sit on different sublattices; *a* is the fraction of draws "
+        "whose chalcogen/metal column contrast equals the metal/chalcogen contrast of some family "
+        "material (the model is not told the material, so the sublattice itself is then ambiguous), and "
+        "the number after it min(a, shared ratios): near 0 = told apart by the sublattice (learnable). "
+        "Neighbour tails raise small ratios in the image "
+        "(docs/physics.md), and the neighbours' metal/chalcogen ratio constrains the physics within a "
+        "tile, so overlap is necessary, not sufficient, for ambiguity.",
+        ["material", "true", "called", "n", "fraction", "true ratio", "called ratio", "shared"])
+    contrast = {m: sublattice_contrast(get_material(m), ranges=dm.physics, n_draws=RATIO_DRAWS, rng=seed)
+                for m in per_material}
+    for material_name, r in per_material.items():
+        material = get_material(material_name)
+        ratios = column_ratios(material, ranges=dm.physics, n_draws=RATIO_DRAWS, rng=seed)
+        alike = sublattices_alike(contrast[material_name], list(contrast.values()))
+        for a, b, count, fraction in confused_pairs(r["pred"], r["labels"], top=TOP_CONFUSIONS):
+            ra, rb = ratios.get(names[a]), ratios.get(names[b])
+            if ra is None or rb is None:  # a class the material lacks (Se on S in an S/Se alloy: the alloy)
+                verdict = f"not a class of {material_name}"
+            elif _shared(ra, rb) is not None:
+                shared = _shared(ra, rb)
+                verdict = shared
+                tally["physics" if shared >= PHYSICS_SHARED else "learnable"] += count
+            else:  # other sites: physics only if the sublattices look alike and the ratios overlap
+                shared = min(alike, _shared(ra, rb, across_sites=True))
+                verdict = f"other site ({alike:.2f} alike): {shared:.3f}"
+                tally["physics" if shared >= PHYSICS_SHARED else "learnable"] += count
+            t.add(material_name, _named(names[a], material), _named(names[b], material), count, fraction,
+                  _range(ra, material_name), _range(rb, material_name), verdict)
+    total = sum(tally.values())
+    if total:
+        paragraphs.append(
+            f"Of the {total} tiles in the top confusions above (both classes in the material), "
+            f"{tally['physics']} ({tally['physics'] / total:.0%}) are pairs whose ratio ranges share "
+            f">= {PHYSICS_SHARED:.0%} under the training physics, on one site or on sublattices that look alike "
+            "across the family: targets the column's brightness cannot reach by construction. The rest are "
+            "told apart by the sublattice or apart in brightness: learnable errors.")
+    return t
+
+
+def _shared(a: SiteRatios, b: SiteRatios, *, across_sites: bool = False) -> float | None:
+    one, other = overlap(a, b, across_sites=across_sites), overlap(b, a, across_sites=across_sites)
+    return None if one is None else max(one, other)
+
+
+def _range(r: SiteRatios | None, material_name: str) -> str:
+    if r is None:
+        return f"none in {material_name}"
+    lo, hi = r.range
+    return f"{lo:.2f}" if np.isclose(lo, hi, atol=5e-3) else f"{lo:.2f}-{hi:.2f}"
+
+
+def _named(name: str, material) -> str:
+    """A site class with its kind in a one-chalcogen material (``chalcogen_lighter (S_Se)``)."""
+    label = site_label(name, material)
+    return name if material.mixed or label == name else f"{name} ({label})"
 
 
 __all__ = ["ACQUISITION_SHIFTS", "PHYSICS_SHIFTS", "PROCESSING_SHIFTS", "TITLE", "run"]
