@@ -167,15 +167,18 @@ def fit_lattice(
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
     upsample = _upsampler(img.shape, step)
     demodulate = _demodulator(img - img.mean(), step)
-    frac, amp = [], 0.0
+    frac, amp = np.empty((2, *img.shape)), 0.0
     for k, gk in enumerate((g1, g2, g2 - g1)):
         local = _smooth_blocks(demodulate(gk), resolution_px / 2, step, demodulate.weight)
         amp = amp + np.abs(local)
-        if k < 2:
-            frac.append(gk[0] * rows + gk[1] * cols + upsample(unwrap_phase(np.angle(local))) / (2 * np.pi))
-    amp = upsample(amp)
-    frac = np.stack(frac)
-    bragg = amp / max(float(np.median(amp)), 1e-12)
+        if k < 2:  # f_k = g_k . r + phase / 2 pi, in place (frame-sized temporaries add up on large frames)
+            upsample(unwrap_phase(np.angle(local)), out=frac[k])
+            frac[k] /= 2 * np.pi
+            frac[k] += gk[0] * rows
+            frac[k] += gk[1] * cols
+    del demodulate
+    bragg = upsample(amp)
+    bragg /= max(float(np.median(bragg)), 1e-12)
     smooth = ndimage.gaussian_filter(img, 0.25 * material.mx_distance_A / pixel_size_A)
     motif = _motif(smooth, frac)
     offsets = _assign_sites(motif, material)
@@ -324,13 +327,21 @@ def _upsampler(shape: tuple[int, int], step: int):
     sampling (block b holds pixels b*step .. b*step+step-1, centre (b + 0.5) * step - 0.5; beyond
     the outer block centres the edge value), as two separable passes."""
     if step == 1:
-        return lambda a: np.asarray(a, dtype=np.float64)
+        def identity(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            if out is None:
+                return np.array(a, dtype=np.float64)
+            out[...] = a
+            return out
+
+        return identity
     (r0, r1, rw), (c0, c1, cw) = (_linear_taps(n, step) for n in shape)
 
-    def upsample(a: np.ndarray) -> np.ndarray:
+    def upsample(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         by_rows = a[r0] * (1.0 - rw)[:, None] + a[r1] * rw[:, None]
-        return by_rows[:, c0] * (1.0 - cw) + by_rows[:, c1] * cw
+        out = np.multiply(by_rows[:, c0], 1.0 - cw, out=out)
+        out += by_rows[:, c1] * cw
+        return out
 
     return upsample
 
@@ -588,15 +599,18 @@ def _fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius
     quality = np.empty(len(centres))
     for k in np.unique(sub):
         idx = np.flatnonzero(sub == k)
+        parts = _chunks(len(idx))
         # the median neighbourhood: patch pixel by patch pixel over the sublattice's sites
         by_pixel = np.empty((len(dy), len(idx)))
-        for part in _chunks(len(idx)):
-            by_pixel[:, part] = _gather(padded, half, centres[idx[part]], dy, dx).T
-        t = np.median(by_pixel, axis=1, overwrite_input=True)
+        for part in parts:
+            v = _gather(padded, half, centres[idx[part]], dy, dx)
+            by_pixel[:, part] = v.T
+        t = np.median(by_pixel, axis=1, overwrite_input=len(parts) > 1)
         del by_pixel
         t = t - t.mean()
-        for part in _chunks(len(idx)):
-            v = _gather(padded, half, centres[idx[part]], dy, dx)
+        for part in parts:
+            if len(parts) > 1:  # one chunk: its patches are still in v
+                v = _gather(padded, half, centres[idx[part]], dy, dx)
             v = v - v.mean(axis=1, keepdims=True)
             den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
             quality[idx[part]] = (v @ t) / den
