@@ -88,9 +88,10 @@ def classify_tiles(model: TileClassifier | CamClassifier, tiles: np.ndarray, *, 
         :func:`stem2d.models.preprocess.standardize_tiles`.
     batch_size : int, keyword-only
     bf16 : bool, keyword-only
-        Run the network under bf16 autocast (1.1x faster at 2 threads on a CPU with native bf16,
-        docs/results.md section 4; 1.5-2x at one thread in earlier runs; on 1,000
-        held-out tiles it changed no predicted class). Default False.
+        Run the network under bf16 autocast (on a CPU with native bf16: 1.1x faster at 2 threads
+        and batch 256, docs/results.md section 4; 1.4-1.6x at one thread on the ~48 windows of a
+        512 x 512 frame, as the movie loop runs it; on 1,000 held-out tiles it changed no
+        predicted class). Default False.
 
     Returns
     -------

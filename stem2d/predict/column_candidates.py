@@ -26,10 +26,12 @@ class ColumnCache:
 
     None when no lattice is found (logged once). The last ``size`` frames are kept by identity,
     so the detector and the evidence step of one frame share one quantification, also when the
-    movie loop maps the next frames ahead in another thread (:mod:`stem2d.predict.prefetch`).
+    movie loop maps the next frames ahead in another thread (:mod:`stem2d.predict.prefetch`): with
+    one frame queued ahead, the frame in the evidence step, the queued one and the one being
+    mapped make 3 (each holds frame-sized coordinate maps: ~250 MB at 3200 x 3200 px).
     """
 
-    def __init__(self, *, material: Material, pixel_size_A: float, size: int = 4):
+    def __init__(self, *, material: Material, pixel_size_A: float, size: int = 3):
         self.material, self.pixel_size_A = material, float(pixel_size_A)
         self.size = max(1, int(size))
         self._entries: list[tuple[np.ndarray, ColumnQuantification | None]] = []

@@ -98,18 +98,23 @@ class FrameStep:
     column_z : float
     temperature : float
         Probability calibration of the classifier (:mod:`stem2d.models.temperature`).
+    ahead : int, default 1
+        Frames the movie loop maps ahead of the evidence step (``prefetch``): the column
+        quantifications of that many frames + 2 are kept.
     """
 
     def __init__(self, detector: SiteDetector, classify, *, class_names: tuple[str, ...], classes: ClassSet,
                  material: Material, pixel_size_A: float, unconfirmed: str = "unknown", evidence: bool = True,
                  check_evidence: str = "confirm", column_candidates: bool = True, column_z: float = 4.0,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, ahead: int = 1) -> None:
         from stem2d.predict.column_candidates import ColumnCache, with_column_candidates
 
         if unconfirmed not in UNCONFIRMED:
             raise ValueError(f"unconfirmed={unconfirmed!r}: choose {', '.join(UNCONFIRMED)}")
         # one column quantification per frame, shared by the candidates and the evidence
-        self.columns = ColumnCache(material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A)
+        # (kept for the frames in flight: the one in the evidence step, those queued and mapped ahead)
+        self.columns = ColumnCache(material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A,
+                                   size=max(0, int(ahead)) + 2)
         if column_candidates and detector.centred:
             detector = replace(detector, propose=with_column_candidates(
                 detector.propose, self.columns, merge_dist_px=detector.merge_dist_A / CANONICAL_PIXEL_SIZE_A,

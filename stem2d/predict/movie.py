@@ -278,7 +278,8 @@ def analyze_movie(
                      class_names=class_names, classes=step_classes, material=material,
                      pixel_size_A=scale.pixel_size_A, unconfirmed=settings.unconfirmed,
                      evidence=settings.evidence, check_evidence=settings.check_evidence,
-                     column_candidates=settings.column_candidates, column_z=settings.column_z, temperature=temperature)
+                     column_candidates=settings.column_candidates, column_z=settings.column_z, temperature=temperature,
+                     ahead=max(0, int(settings.prefetch)))
     if truth is None:
         baseline = None
     timer.lap("setup")
