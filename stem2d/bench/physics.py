@@ -226,8 +226,9 @@ def _confusion_table(per_material: dict[str, dict], names: Sequence[str], dm: MX
             f"Of the {total} tiles in the top confusions above (both classes in the material), "
             f"{tally['physics']} ({tally['physics'] / total:.0%}) are pairs whose ratio ranges share "
             f">= {PHYSICS_SHARED:.0%} under the training physics, on one site or on sublattices that look alike "
-            "across the family: targets the column's brightness cannot reach by construction. The rest are "
-            "told apart by the sublattice or apart in brightness: learnable errors.")
+            "across the family: the column's brightness alone cannot separate them (overlap is necessary, not "
+            "sufficient, for an unreachable target). The rest are told apart by the sublattice or apart in "
+            "brightness: learnable errors. Calls of a class the material lacks are left out of this count.")
     return t
 
 
