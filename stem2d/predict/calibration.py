@@ -100,9 +100,15 @@ def frame_calibration(
     n = float(np.log(2 * ratio) / np.log(z_m / z_x)) if ratio > 0 and z_m != z_x else float("nan")
     expected = [z_m**e / (2 * z_x**e) for e in ranges.z_exponent]
     fwhm = _probe_fwhm(canon, metal[["row", "col"]].to_numpy(), quant.pixel_size_A)
-    gain = resample_noise_gain(np.shape(frame), from_pixel_size_A=pixel_size_A, to_pixel_size_A=quant.pixel_size_A)
-    noise = _noise(canon, quant, gain)
-    peak, hollow = _levels(frame, quant, canon.shape)
+    # noise and levels from the central _MAX_PX square of the resampled frame at most (millions of
+    # pixels are plenty for these statistics; a 4096 px frame would need GBs of float64 maps)
+    crop = _central(canon.shape, _MAX_PX)
+    in_crop = tuple(slice(int(c.start * f / q), min(f, int(np.ceil(c.stop * f / q))))
+                    for c, f, q in zip(crop, np.shape(frame), canon.shape))
+    gain = resample_noise_gain(tuple(c.stop - c.start for c in in_crop), from_pixel_size_A=pixel_size_A,
+                               to_pixel_size_A=quant.pixel_size_A)
+    noise = _noise(canon, quant, gain, crop)
+    peak, hollow = _levels(frame, quant, canon.shape, in_crop)
     report = {
         "ratio_metal_chalcogen": ratio,
         "ratio_expected_range": [min(expected), max(expected)],
@@ -148,20 +154,30 @@ def _probe_fwhm(canon: np.ndarray, centres: np.ndarray, pixel_size_A: float) -> 
     return float(abs(p[1]) * _FWHM * pixel_size_A)
 
 
-def _noise(canon: np.ndarray, quant: ColumnQuantification, resample_noise_gain: float) -> dict | None:
+#: Side (px of the resampled frame) of the central square the noise and levels are measured on.
+_MAX_PX = 1024
+
+
+def _central(shape: tuple[int, int], limit: int) -> tuple[slice, slice]:
+    """The central ``min(n, limit)`` rows and columns of ``shape``."""
+    return tuple(slice((n - min(n, limit)) // 2, (n - min(n, limit)) // 2 + min(n, limit)) for n in shape)
+
+
+def _noise(canon: np.ndarray, quant: ColumnQuantification, resample_noise_gain: float,
+           crop: tuple[slice, slice]) -> dict | None:
     """Noise variance vs expected signal, on the resampled frame.
 
     The expected signal of a pixel is the frame's mean over pixels at the same place in the unit
     cell (the lattice motif in local lattice coordinates, 24 x 24 bins); the residual minus its
     slow part (contamination) is noise plus defects (the MAD per bin ignores those). A line
     ``var = a + slope * mean`` and ``slope = g * resample_noise_gain`` (the variance a resampling
-    leaves of white noise) give the input frame's gain ``g``.
+    leaves of white noise) give the input frame's gain ``g``. Measured on ``crop`` of the frame.
     """
-    frac = quant.lattice.frac
+    frac = quant.lattice.frac[:, crop[0], crop[1]]
     n = 24
     b = np.floor(np.mod(frac, 1.0) * n).astype(np.intp) % n
     idx = (b[0] * n + b[1]).ravel()
-    img = np.asarray(canon, dtype=np.float64)
+    img = np.asarray(canon[crop], dtype=np.float64)
     motif = np.bincount(idx, weights=img.ravel(), minlength=n * n) / np.maximum(np.bincount(idx, minlength=n * n), 1)
     pred = motif[idx].reshape(img.shape)
     resid = img - pred
@@ -199,16 +215,18 @@ def resample_noise_gain(shape: tuple[int, int], *, from_pixel_size_A: float, to_
     return float(np.var(out[4:-4, 4:-4]))
 
 
-def _levels(frame: np.ndarray, quant: ColumnQuantification, canon_shape) -> tuple[float, float]:
-    """Median raw value at intact metal columns and at hollows (input frame, nearest pixel)."""
+def _levels(frame: np.ndarray, quant: ColumnQuantification, canon_shape,
+            crop: tuple[slice, slice]) -> tuple[float, float]:
+    """Median raw value at intact metal columns and at hollows (input frame, nearest pixel), of
+    the sites in ``crop`` of the input frame (smoothed there only)."""
     t = quant.table
-    f = np.asarray(frame, dtype=np.float64)
-    scale = np.array(f.shape) / np.array(canon_shape)
-    sm = ndimage.gaussian_filter(f, 1.0)
+    scale = np.array(np.shape(frame)) / np.array(canon_shape)
+    start = np.array([crop[0].start, crop[1].start])
+    sm = ndimage.gaussian_filter(np.asarray(frame[crop], dtype=np.float64), 1.0)
 
     def level(sel):
-        p = np.rint((t.loc[sel, ["row", "col"]].to_numpy() + 0.5) * scale - 0.5).astype(int)
-        p = np.clip(p, 0, np.array(f.shape) - 1)
+        p = np.rint((t.loc[sel, ["row", "col"]].to_numpy() + 0.5) * scale - 0.5).astype(int) - start
+        p = p[((p >= 0) & (p < np.array(sm.shape))).all(axis=1)]
         return float(np.median(sm[p[:, 0], p[:, 1]])) if len(p) else float("nan")
 
     good = (t["fit_quality"] > 0.7) & (t["z"].abs() < 2)
