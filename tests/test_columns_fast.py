@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, spatial
 
+from stem2d.lattice import _patches as P
 from stem2d.lattice import columns as C
 from stem2d.materials import get_material
 from stem2d.predict import regions as R
@@ -55,13 +56,13 @@ def test_patches_and_disks_match_the_clipped_gather():
     centres = np.concatenate([rng.uniform(0, 39, (30, 1)), rng.uniform(0, 49, (30, 1))], axis=1)
     centres[:3] = [[0.2, 0.4], [39.0, 49.0], [1.6, 48.3]]  # patches over the edges
     for radius, step in ((2.5, 1), (10.6, 2)):
-        dy, dx = C._patch_grid(radius, step)
+        dy, dx = P.patch_grid(radius, step)
         base = np.rint(centres).astype(int)
         rr = np.clip(base[:, :1] + dy, 0, 39)
         cc = np.clip(base[:, 1:] + dx, 0, 49)
-        np.testing.assert_array_equal(C._patch_values(img, centres, radius, step), img[rr, cc])
+        np.testing.assert_array_equal(P.patch_values(img, centres, radius, step), img[rr, cc])
     radius = 2.5
-    dy, dx = C._patch_grid(radius)
+    dy, dx = P.patch_grid(radius)
     base = np.rint(centres).astype(int)
     rr = np.clip(base[:, :1] + dy, 0, 39)
     cc = np.clip(base[:, 1:] + dx, 0, 49)
@@ -71,7 +72,7 @@ def test_patches_and_disks_match_the_clipped_gather():
     inner = (base >= 4).all(axis=1) & (base[:, 0] <= 35) & (base[:, 1] <= 45)
     assert inner.sum() > 10
     ref = (img[rr, cc] * w).sum(axis=1) / w.sum(axis=1)
-    np.testing.assert_allclose(C._disk_means(img, centres, radius)[inner], ref[inner], rtol=1e-12)
+    np.testing.assert_allclose(P.disk_means(img, centres, radius)[inner], ref[inner], rtol=1e-12)
 
 
 def test_sites_match_the_unique_based_grouping():
@@ -124,9 +125,9 @@ def test_quantification_in_small_chunks_equals_one_chunk(monkeypatch):
     clean = render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe())
     frame = acquire(clean, pixel_size_A=0.3, acq=Acquisition(dose_e_per_A2=5e4), rng=4)
     whole = C.quantify_columns(frame, material=ws2, pixel_size_A=0.3)
-    bands = C._row_bands
-    monkeypatch.setattr(C, "_CHUNK", 7)
-    monkeypatch.setattr(C, "_row_bands", lambda n: bands(n, pixels=900))
+    bands = P.row_bands
+    monkeypatch.setattr(P, "CHUNK", 7)
+    monkeypatch.setattr(P, "row_bands", lambda n: bands(n, pixels=900))
     chunked = C.quantify_columns(frame, material=ws2, pixel_size_A=0.3)
     assert len(whole.table) > 300
     assert (whole.table["sublattice"] == chunked.table["sublattice"]).all()

@@ -32,6 +32,7 @@ from scipy import ndimage, spatial
 from skimage.restoration import unwrap_phase
 
 from stem2d.lattice._blas import single_thread_blas
+from stem2d.lattice import _patches as P
 from stem2d.lattice._frame import check_frame
 from stem2d.lattice.bragg import _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
@@ -239,21 +240,21 @@ def quantify_columns(
     # background: mean level of each hollow's disk; per column the median of its 3 nearest hollows,
     # per hollow that of its 6 nearest other hollows (a median: an adatom on one does not count)
     hollow = sub == 2
-    bg_level = _disk_means(img, pos[hollow], r_int)
+    bg_level = P.disk_means(img, pos[hollow], r_int)
     _, near = spatial.cKDTree(pos[hollow]).query(pos, k=min(7, int(hollow.sum())))
     near = near.reshape(len(pos), -1)
     bg = np.median(bg_level[near[:, :3]], axis=1)
     if near.shape[1] > 1:
         bg[hollow] = np.median(bg_level[near[hollow, 1:]], axis=1)
     # refine only columns that are there (a vacancy's centre of mass runs to its neighbours)
-    first = _disk_sums(img, pos, r_int) - bg * np.pi * r_int**2
+    first = P.disk_sums(img, pos, r_int) - bg * np.pi * r_int**2
     columns = ~hollow
     for k in (0, 1):
         sel = sub == k
         columns[sel] &= first[sel] > 0.4 * np.median(first[sel])
-    pos[columns] = _refine(smooth, pos[columns], bg[columns], refine_radius_A / pixel_size_A,
+    pos[columns] = P.refine(smooth, pos[columns], bg[columns], refine_radius_A / pixel_size_A,
                            max_shift_A / pixel_size_A)
-    intensity = _disk_sums(img, pos, r_int) - bg * np.pi * r_int**2
+    intensity = P.disk_sums(img, pos, r_int) - bg * np.pi * r_int**2
     rel = np.empty(len(pos))
     for k in (0, 1, 2):
         sel = sub == k
@@ -266,7 +267,7 @@ def quantify_columns(
         centre = 0.0 if k == 2 else 1.0
         spread = 1.4826 * np.median(np.abs(rel[sel] - np.median(rel[sel]))) if sel.any() else 1.0
         z[sel] = (rel[sel] - centre) / max(spread, 1e-6)
-    quality = _fit_quality(smooth, lattice_pos, sub, material.a_A / pixel_size_A,
+    quality = P.fit_quality(smooth, lattice_pos, sub, material.a_A / pixel_size_A,
                            step=max(1, round(0.5 / pixel_size_A)))
     shift = np.hypot(*(pos - lattice_pos).T) * pixel_size_A
     bragg = ndimage.map_coordinates(lattice.bragg, pos.T, order=1, mode="nearest")
@@ -376,20 +377,13 @@ def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
     n = _MOTIF_BINS
     total = np.zeros(n * n)
     count = np.zeros(n * n, dtype=np.int64)
-    for rows in _row_bands(image.shape[0]):
+    for rows in P.row_bands(image.shape[0]):
         b = np.floor(np.mod(frac[:, rows], 1.0) * n).astype(np.intp) % n
         idx = (b[0] * n + b[1]).ravel()
         total += np.bincount(idx, weights=image[rows].ravel(), minlength=n * n)
         count += np.bincount(idx, minlength=n * n)
     motif = (total / np.maximum(count, 1)).reshape(n, n)
     return ndimage.gaussian_filter(motif, 1.0, mode="wrap")
-
-
-def _row_bands(n_rows: int, pixels: int = 1 << 18) -> list[slice]:
-    """Slices of rows covering ``n_rows``, about ``pixels`` pixels each for a frame of width
-    ``n_rows`` (bounded temporaries for frames of any size)."""
-    step = max(1, pixels // max(n_rows, 1))
-    return [slice(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
 
 
 def _assign_sites(motif: np.ndarray, material: Material) -> np.ndarray:
@@ -447,7 +441,7 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -
     span = hi[1] - lo[1] + 1
     size = (hi[0] - lo[0] + 1) * span
     count, sum_r, sum_c = np.zeros(size), np.zeros(size), np.zeros(size)
-    for band in _row_bands(h):  # bounded temporaries: a band of rows at a time
+    for band in P.row_bands(h):  # bounded temporaries: a band of rows at a time
         e = frac[:, band] - offset[:, None, None]
         n = np.rint(e)
         e -= n
@@ -464,107 +458,6 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -
     ij = np.stack([uniq // span + lo[0], uniq % span + lo[1]], axis=1)
     inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (count >= 3)
     return np.stack([r, c], axis=1)[inside], ij[inside]
-
-
-def _patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    half = (int(np.ceil(radius)) + 1) // step * step
-    dy, dx = np.mgrid[-half:half + 1:step, -half:half + 1:step]
-    return dy.ravel(), dx.ravel()
-
-
-#: Sites per chunk of the (sites x patch pixels) arrays (bounded memory for frames of any size).
-_CHUNK = 8192
-
-
-def _chunks(n: int) -> list[slice]:
-    return [slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
-
-
-def _padded(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
-    half = int(max(np.abs(dy).max(), np.abs(dx).max()))
-    return np.pad(image, half, mode="edge"), half
-
-
-def _gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Values (N, P) of ``padded`` (the frame edge-padded by ``half``) at the rounded centres plus
-    the offsets ``dy, dx``, with one flat index; beyond the frame the nearest edge pixel."""
-    shape = np.array(padded.shape) - 2 * half
-    base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1) + half
-    return padded.ravel()[(base[:, :1] + dy) * padded.shape[1] + (base[:, 1:] + dx)]
-
-
-def _patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: int = 1, *,
-                  disk: bool = False) -> np.ndarray:
-    """Pixel values (N, P) around the rounded centres (beyond the frame: the nearest edge pixel),
-    gathered from an edge-padded copy with one flat index; on :func:`_disk_stencil` when ``disk``."""
-    dy, dx = _disk_stencil(radius) if disk else _patch_grid(radius, step)
-    return _gather(*_padded(image, dy, dx), centres, dy, dx)
-
-
-def _disk_stencil(radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets of the patch pixels that can fall inside ``radius + 0.5`` of a centre within half a
-    pixel of the patch's (the others always get weight 0 in :func:`_disk_weights`)."""
-    dy, dx = _patch_grid(radius)
-    near = np.hypot(np.maximum(np.abs(dy) - 0.5, 0), np.maximum(np.abs(dx) - 0.5, 0)) < radius + 0.5
-    return dy[near], dx[near]
-
-
-def _disk_weights(image_shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
-    """Anti-aliased disk around each centre (N, P) on :func:`_disk_stencil`: 1 inside
-    ``radius - 0.5``, 0 outside ``radius + 0.5``, linear between, measured from the
-    (edge-clamped) patch pixel."""
-    dy, dx = _disk_stencil(radius)
-    base = np.rint(centres).astype(np.intp)
-    rr = np.clip(base[:, :1] + dy, 0, image_shape[0] - 1) - centres[:, :1]
-    cc = np.clip(base[:, 1:] + dx, 0, image_shape[1] - 1) - centres[:, 1:]
-    return np.clip(radius + 0.5 - np.sqrt(rr * rr + cc * cc), 0.0, 1.0)
-
-
-def _disk_sums(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
-    return _disk_means(image, centres, radius) * (np.pi * radius**2)
-
-
-def _disk_means(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
-    dy, dx = _disk_stencil(radius)
-    padded, half = _padded(image, dy, dx)
-    out = np.empty(len(centres))
-    for part in _chunks(len(centres)):
-        w = _disk_weights(image.shape, centres[part], radius)
-        out[part] = np.einsum("np,np->n", _gather(padded, half, centres[part], dy, dx), w) / w.sum(axis=1)
-    return out
-
-
-def _refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float, max_shift: float,
-            iterations: int = 2) -> np.ndarray:
-    """Background-subtracted centre of mass in a disk around each column (atomap-style), twice.
-
-    All columns at once (the disks are gathered into one (N, P) array); a column whose centre of mass runs further than ``max_shift`` from its lattice position keeps the
-    lattice position.
-    """
-    dy, dx = _patch_grid(radius)
-    inside = np.hypot(dy, dx) <= radius
-    dy, dx = dy[inside], dx[inside]
-    out = np.empty_like(centres)
-    for part in _chunks(len(centres)):  # every column on its own: chunks bound the (N, P) arrays
-        out[part] = _refine_chunk(image, centres[part], bg[part], dy, dx, max_shift, iterations)
-    return out
-
-
-def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np.ndarray, dx: np.ndarray,
-                  max_shift: float, iterations: int) -> np.ndarray:
-    pos = centres.copy()
-    for _ in range(iterations):
-        base = np.rint(pos).astype(np.intp)
-        rr = np.clip(base[:, :1] + dy, 0, image.shape[0] - 1)
-        cc = np.clip(base[:, 1:] + dx, 0, image.shape[1] - 1)
-        weights = np.clip(image[rr, cc] - bg[:, None], 0.0, None)
-        total = weights.sum(axis=1)
-        mr, mc = (weights * rr).sum(axis=1), (weights * cc).sum(axis=1)
-        ok = total > 0
-        new = pos.copy()
-        new[ok] = np.stack([mr[ok], mc[ok]], axis=1) / total[ok, None]
-        pos = np.where((np.hypot(*(new - centres).T) <= max_shift)[:, None], new, centres)
-    return pos
 
 
 def _local_median(ref_pos: np.ndarray, ref_val: np.ndarray, pos: np.ndarray, k: int,
@@ -588,30 +481,3 @@ def _local_median(ref_pos: np.ndarray, ref_val: np.ndarray, pos: np.ndarray, k: 
         vals = np.where(own, vals[:, 1:], vals[:, :-1])
     med = np.median(vals, axis=1)
     return np.where(np.abs(med) > 1e-12, med, np.nan)
-
-
-def _fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius: float, *,
-                 step: int) -> np.ndarray:
-    """Correlation of each site's neighbourhood (radius ~ a, every ``step`` px) with its
-    sublattice's median neighbourhood."""
-    dy, dx = _patch_grid(radius, step)
-    padded, half = _padded(image, dy, dx)
-    quality = np.empty(len(centres))
-    for k in np.unique(sub):
-        idx = np.flatnonzero(sub == k)
-        parts = _chunks(len(idx))
-        # the median neighbourhood: patch pixel by patch pixel over the sublattice's sites
-        by_pixel = np.empty((len(dy), len(idx)))
-        for part in parts:
-            v = _gather(padded, half, centres[idx[part]], dy, dx)
-            by_pixel[:, part] = v.T
-        t = np.median(by_pixel, axis=1, overwrite_input=len(parts) > 1)
-        del by_pixel
-        t = t - t.mean()
-        for part in parts:
-            if len(parts) > 1:  # one chunk: its patches are still in v
-                v = _gather(padded, half, centres[idx[part]], dy, dx)
-            v = v - v.mean(axis=1, keepdims=True)
-            den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
-            quality[idx[part]] = (v @ t) / den
-    return quality

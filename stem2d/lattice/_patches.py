@@ -1,0 +1,143 @@
+"""Site-level array helpers of the column quantification (:mod:`stem2d.lattice.columns`): patches
+around many sites gathered with one flat index, anti-aliased disk sums, centre-of-mass refinement
+and neighbourhood correlation, all in chunks of sites (and pixel-level loops in bands of rows), so
+memory stays bounded on frames of any size with the numbers of the one-shot versions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+def row_bands(n_rows: int, pixels: int = 1 << 18) -> list[slice]:
+    """Slices of rows covering ``n_rows``, about ``pixels`` pixels each for a frame of width
+    ``n_rows`` (bounded temporaries for frames of any size)."""
+    step = max(1, pixels // max(n_rows, 1))
+    return [slice(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+
+
+def patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    half = (int(np.ceil(radius)) + 1) // step * step
+    dy, dx = np.mgrid[-half:half + 1:step, -half:half + 1:step]
+    return dy.ravel(), dx.ravel()
+
+
+#: Sites per chunk of the (sites x patch pixels) arrays (bounded memory for frames of any size).
+CHUNK = 8192
+
+
+def chunks(n: int) -> list[slice]:
+    return [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+
+
+def padded_for(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
+    half = int(max(np.abs(dy).max(), np.abs(dx).max()))
+    return np.pad(image, half, mode="edge"), half
+
+
+def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Values (N, P) of ``padded`` (the frame edge-padded by ``half``) at the rounded centres plus
+    the offsets ``dy, dx``, with one flat index; beyond the frame the nearest edge pixel."""
+    shape = np.array(padded.shape) - 2 * half
+    base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1) + half
+    return padded.ravel()[(base[:, :1] + dy) * padded.shape[1] + (base[:, 1:] + dx)]
+
+
+def patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: int = 1, *,
+                  disk: bool = False) -> np.ndarray:
+    """Pixel values (N, P) around the rounded centres (beyond the frame: the nearest edge pixel),
+    gathered from an edge-padded copy with one flat index; on :func:`disk_stencil` when ``disk``."""
+    dy, dx = disk_stencil(radius) if disk else patch_grid(radius, step)
+    return gather(*padded_for(image, dy, dx), centres, dy, dx)
+
+
+def disk_stencil(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of the patch pixels that can fall inside ``radius + 0.5`` of a centre within half a
+    pixel of the patch's (the others always get weight 0 in :func:`disk_weights`)."""
+    dy, dx = patch_grid(radius)
+    near = np.hypot(np.maximum(np.abs(dy) - 0.5, 0), np.maximum(np.abs(dx) - 0.5, 0)) < radius + 0.5
+    return dy[near], dx[near]
+
+
+def disk_weights(image_shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
+    """Anti-aliased disk around each centre (N, P) on :func:`disk_stencil`: 1 inside
+    ``radius - 0.5``, 0 outside ``radius + 0.5``, linear between, measured from the
+    (edge-clamped) patch pixel."""
+    dy, dx = disk_stencil(radius)
+    base = np.rint(centres).astype(np.intp)
+    rr = np.clip(base[:, :1] + dy, 0, image_shape[0] - 1) - centres[:, :1]
+    cc = np.clip(base[:, 1:] + dx, 0, image_shape[1] - 1) - centres[:, 1:]
+    return np.clip(radius + 0.5 - np.sqrt(rr * rr + cc * cc), 0.0, 1.0)
+
+
+def disk_sums(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+    return disk_means(image, centres, radius) * (np.pi * radius**2)
+
+
+def disk_means(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+    dy, dx = disk_stencil(radius)
+    padded, half = padded_for(image, dy, dx)
+    out = np.empty(len(centres))
+    for part in chunks(len(centres)):
+        w = disk_weights(image.shape, centres[part], radius)
+        out[part] = np.einsum("np,np->n", gather(padded, half, centres[part], dy, dx), w) / w.sum(axis=1)
+    return out
+
+
+def refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float, max_shift: float,
+            iterations: int = 2) -> np.ndarray:
+    """Background-subtracted centre of mass in a disk around each column (atomap-style), twice.
+
+    All columns at once (the disks are gathered into one (N, P) array); a column whose centre of mass runs further than ``max_shift`` from its lattice position keeps the
+    lattice position.
+    """
+    dy, dx = patch_grid(radius)
+    inside = np.hypot(dy, dx) <= radius
+    dy, dx = dy[inside], dx[inside]
+    out = np.empty_like(centres)
+    for part in chunks(len(centres)):  # every column on its own: chunks bound the (N, P) arrays
+        out[part] = _refine_chunk(image, centres[part], bg[part], dy, dx, max_shift, iterations)
+    return out
+
+
+def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+                  max_shift: float, iterations: int) -> np.ndarray:
+    pos = centres.copy()
+    for _ in range(iterations):
+        base = np.rint(pos).astype(np.intp)
+        rr = np.clip(base[:, :1] + dy, 0, image.shape[0] - 1)
+        cc = np.clip(base[:, 1:] + dx, 0, image.shape[1] - 1)
+        weights = np.clip(image[rr, cc] - bg[:, None], 0.0, None)
+        total = weights.sum(axis=1)
+        mr, mc = (weights * rr).sum(axis=1), (weights * cc).sum(axis=1)
+        ok = total > 0
+        new = pos.copy()
+        new[ok] = np.stack([mr[ok], mc[ok]], axis=1) / total[ok, None]
+        pos = np.where((np.hypot(*(new - centres).T) <= max_shift)[:, None], new, centres)
+    return pos
+
+
+def fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius: float, *,
+                 step: int) -> np.ndarray:
+    """Correlation of each site's neighbourhood (radius ~ a, every ``step`` px) with its
+    sublattice's median neighbourhood."""
+    dy, dx = patch_grid(radius, step)
+    padded, half = padded_for(image, dy, dx)
+    quality = np.empty(len(centres))
+    for k in np.unique(sub):
+        idx = np.flatnonzero(sub == k)
+        parts = chunks(len(idx))
+        # the median neighbourhood: patch pixel by patch pixel over the sublattice's sites
+        by_pixel = np.empty((len(dy), len(idx)))
+        for part in parts:
+            v = gather(padded, half, centres[idx[part]], dy, dx)
+            by_pixel[:, part] = v.T
+        t = np.median(by_pixel, axis=1, overwrite_input=len(parts) > 1)
+        del by_pixel
+        t = t - t.mean()
+        for part in parts:
+            if len(parts) > 1:  # one chunk: its patches are still in v
+                v = gather(padded, half, centres[idx[part]], dy, dx)
+            v = v - v.mean(axis=1, keepdims=True)
+            den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
+            quality[idx[part]] = (v @ t) / den
+    return quality
