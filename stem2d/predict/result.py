@@ -157,6 +157,15 @@ class MovieResult:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB): ``VmHWM`` of /proc/self/status where there is
+    one. ``ru_maxrss`` is the fallback only: on Linux it also counts the parent's memory at the
+    fork before ``exec``, so a ``python infer.py`` started by a 1.3 GB process read 1.3 GB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
