@@ -159,3 +159,18 @@ def test_each_material_gets_its_bundled_classifier_or_a_warning(caplog):
     with caplog.at_level("WARNING"):
         assert classifier_path_for("MoS2", ws2, None) is None      # WS2 classes configured: keep WS2 weights
     assert "classes=mos2" in caplog.text
+
+
+def test_site_classes_pick_the_materials_own_site_model_else_the_family_model():
+    """classes=sites: a host material with bundled site weights gets them (the family model cannot
+    tell a MoSe2 Se2 site from a WSe2 W site); an alloy without its own weights gets the family
+    model; ckpt_path still wins."""
+    from stem2d.classes import SITE_CLASSES
+    from stem2d.models.loading import bundled_classifier_path, bundled_site_classifier_path, classifier_path_for
+
+    own = bundled_site_classifier_path("MoSe2")
+    assert own.name == "cam_cnn_mose2_sites.ckpt" and own.is_file()
+    assert classifier_path_for("MoSe2", SITE_CLASSES, None) == str(own)
+    assert not bundled_site_classifier_path("WSSe").exists()
+    assert classifier_path_for("WSSe", SITE_CLASSES, None) == str(bundled_classifier_path("mx2"))
+    assert classifier_path_for("MoSe2", SITE_CLASSES, "my.ckpt") == "my.ckpt"

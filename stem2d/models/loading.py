@@ -25,8 +25,8 @@ from stem2d.output.files import atomic_path
 from stem2d.output.plain import to_plain
 
 __all__ = [
-    "BUNDLED_CHECKPOINT", "bundled_classifier_path", "classifier_path_for", "export_checkpoint", "load_classifier",
-    "load_pixel_predictor", "load_unet", "save_slim_checkpoint", "weights_dir",
+    "BUNDLED_CHECKPOINT", "bundled_classifier_path", "bundled_site_classifier_path", "classifier_path_for",
+    "export_checkpoint", "load_classifier", "load_pixel_predictor", "load_unet", "save_slim_checkpoint", "weights_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,31 @@ def bundled_classifier_path(material: str) -> Path:
     return weights_dir() / f"cam_cnn_{material.lower()}.ckpt"
 
 
+def bundled_site_classifier_path(material: str) -> Path:
+    """Where the bundled site-vocabulary classifier of one host material lives
+    (``stem2d/weights/cam_cnn_<material>_sites.ckpt``; it may not exist: alloys and Janus layers
+    have none and use the family model)."""
+    return weights_dir() / f"cam_cnn_{material.lower()}_sites.ckpt"
+
+
 def classifier_path_for(material: str, class_names: Sequence[str], ckpt_path: str | Path | None = None
                         ) -> str | None:
     """The classifier checkpoint to load for ``material`` and the configured ``class_names``.
 
-    ``ckpt_path`` if given; else, for the site vocabulary (``classes=sites``), the bundled family
-    model ``cam_cnn_mx2.ckpt``; else the bundled classifier of the material when it ships and has
+    ``ckpt_path`` if given; else, for the site vocabulary (``classes=sites``), the material's own
+    site model ``cam_cnn_<material>_sites.ckpt`` when it ships (told the material, it has no
+    sublattice ambiguity: a MoSe2 Se2 site looks like a WSe2 W site to the family model), else the
+    bundled family model ``cam_cnn_mx2.ckpt``; else the bundled classifier of the material when it ships and has
     these classes; else None (the bundled WS2 weights), with a warning saying why.
     """
     from stem2d.classes import SITE_CLASSES
 
     if ckpt_path is not None:
         return str(ckpt_path)
-    family = bundled_classifier_path("mx2")  # one model for every MX2 material (issue #13)
-    if tuple(class_names) == SITE_CLASSES and family.is_file():
-        return str(family)
+    if tuple(class_names) == SITE_CLASSES:
+        for path in (bundled_site_classifier_path(material), bundled_classifier_path("mx2")):
+            if path.is_file():
+                return str(path)
     own = bundled_classifier_path(material)
     if material == "WS2":
         return None
