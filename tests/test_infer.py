@@ -174,3 +174,15 @@ def test_site_classes_pick_the_materials_own_site_model_else_the_family_model():
     assert not bundled_site_classifier_path("WSSe").exists()
     assert classifier_path_for("WSSe", SITE_CLASSES, None) == str(bundled_classifier_path("mx2"))
     assert classifier_path_for("MoSe2", SITE_CLASSES, "my.ckpt") == "my.ckpt"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], (True, True)),
+    (["classify.evidence=false"], (False, False)),  # one switch for the fast loop (issue #16)
+    (["classify.evidence=false", "classify.column_candidates=true"], (False, True)),
+])
+def test_evidence_switch_sets_column_candidates_unless_given(tmp_path, overrides, expected):
+    from stem2d.pipeline.infer import movie_settings
+
+    s = movie_settings(compose_infer(tmp_path, overrides))
+    assert (s.evidence, s.column_candidates) == expected
