@@ -135,3 +135,24 @@ def test_quantification_in_small_chunks_equals_one_chunk(monkeypatch):
     np.testing.assert_allclose(chunked.table[num].to_numpy(float), whole.table[num].to_numpy(float),
                                rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(chunked.lattice.motif, whole.lattice.motif, rtol=1e-12)
+
+
+def test_column_cache_worker_gives_the_synchronous_result():
+    from stem2d.predict.column_candidates import ColumnCache
+
+    ws2 = get_material("WS2")
+    cols = mx2_columns(ws2, extent_A=(36.0, 39.0), rotation_deg=11.0)
+    frames = [acquire(render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe()), pixel_size_A=0.3,
+                      acq=Acquisition(dose_e_per_A2=5e4), rng=k) for k in range(2)]
+    ref = [C.quantify_columns(f, material=ws2, pixel_size_A=0.3).table for f in frames]
+    cache = ColumnCache(material=ws2, pixel_size_A=0.3, size=2)
+    try:
+        for f in frames:
+            cache.start(f)  # both queued on the worker, read back in order
+        for f, want in zip(frames, ref):
+            got = cache(f)
+            assert got is cache(f)  # computed once
+            assert got.table.equals(want)
+    finally:
+        cache.close()
+    assert cache(frames[0]).table.equals(ref[0])  # still served after the worker stopped

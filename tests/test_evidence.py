@@ -114,6 +114,8 @@ def test_no_lattice_means_off_lattice():
 
 
 def test_outlying_columns_are_candidates(scene):
+    from concurrent.futures import Future
+
     from stem2d.predict.column_candidates import ColumnCache, column_candidates, with_column_candidates
 
     pts, scores = column_candidates(scene["q"])
@@ -124,7 +126,9 @@ def test_outlying_columns_are_candidates(scene):
     cache = ColumnCache(material=WS2, pixel_size_A=PS)
     frame = np.zeros(SHAPE, np.float32)
     assert cache(frame) is None  # no lattice: no evidence, no crash
-    cache._entries = [(frame, scene["q"])]  # as if quantified
+    done = Future()
+    done.set_result(scene["q"])
+    cache._entries = [(frame, done)]  # as if quantified
     det = with_column_candidates(lambda f: (want[:1], np.ones(1)), cache, merge_dist_px=5.0)
     p, s = det(frame)
     assert len(p) == len(pts) and np.allclose(p[0], want[0])  # the detector's own point first, no duplicate

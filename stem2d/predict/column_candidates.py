@@ -9,7 +9,9 @@ the outlying columns; :func:`with_column_candidates` adds them to another detect
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,27 +31,58 @@ class ColumnCache:
     movie loop maps the next frames ahead in another thread (:mod:`stem2d.predict.prefetch`): with
     one frame queued ahead, the frame in the evidence step, the queued one and the one being
     mapped make 3 (each holds frame-sized coordinate maps: ~250 MB at 3200 x 3200 px).
+
+    :meth:`start` quantifies a frame in a worker thread of the cache's own, so the movie loop
+    runs it beside the U-Net map of the same frame (on 2 cores the column work, the costliest
+    step, no longer waits for the map); a later ``cache(frame)`` waits for that result.
     """
 
     def __init__(self, *, material: Material, pixel_size_A: float, size: int = 3):
         self.material, self.pixel_size_A = material, float(pixel_size_A)
         self.size = max(1, int(size))
-        self._entries: list[tuple[np.ndarray, ColumnQuantification | None]] = []
+        self._entries: list[tuple[np.ndarray, Future]] = []
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self._warned = False
 
+    def start(self, frame: np.ndarray) -> None:
+        """Begin quantifying ``frame`` in the worker thread (no-op if known)."""
+        with self._lock:
+            if any(known is frame for known, _ in self._entries):
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stem2d-columns")
+            self._remember(frame, self._pool.submit(self._quantify, frame))
+
     def __call__(self, frame: np.ndarray) -> ColumnQuantification | None:
-        for known, value in list(self._entries):
-            if known is frame:
-                return value
+        with self._lock:
+            future = next((f for known, f in self._entries if known is frame), None)
+        if future is not None:
+            return future.result()  # waits while the worker is still on it
+        value = self._quantify(frame)
+        done: Future = Future()
+        done.set_result(value)
+        with self._lock:
+            self._remember(frame, done)
+        return value
+
+    def close(self) -> None:
+        """Stop the worker thread (after the frame it is on)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _remember(self, frame: np.ndarray, future: Future) -> None:
+        self._entries = [*self._entries, (frame, future)][-self.size:]
+
+    def _quantify(self, frame: np.ndarray) -> ColumnQuantification | None:
         try:
-            value = quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A)
+            return quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A)
         except ValueError as err:
             if not self._warned:
                 log.warning("column quantification failed (%s): detections get no column evidence", err)
                 self._warned = True
-            value = None
-        self._entries = [*self._entries, (frame, value)][-self.size:]  # one assignment: thread-safe
-        return value
+            return None
 
 
 def column_candidates(quant: ColumnQuantification | None, *, z_threshold: float = 4.0,

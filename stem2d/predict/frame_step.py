@@ -115,6 +115,7 @@ class FrameStep:
         # (kept for the frames in flight: the one in the evidence step, those queued and mapped ahead)
         self.columns = ColumnCache(material=material, pixel_size_A=CANONICAL_PIXEL_SIZE_A,
                                    size=max(0, int(ahead)) + 2)
+        self.uses_columns = bool(evidence) or bool(column_candidates and detector.centred)
         if column_candidates and detector.centred:
             detector = replace(detector, propose=with_column_candidates(
                 detector.propose, self.columns, merge_dist_px=detector.merge_dist_A / CANONICAL_PIXEL_SIZE_A,

@@ -444,6 +444,8 @@ def _stream(movie: MovieSource, first: np.ndarray, n_frames: int, step: FrameSte
         t1 = time.perf_counter()
         canon = resample(frame, from_pixel_size_A=pixel_size_A, to_pixel_size_A=CANONICAL_PIXEL_SIZE_A)
         t2 = time.perf_counter()
+        if step.uses_columns:  # the column quantification runs beside the detector's map
+            step.columns.start(canon)
         sites = step.detector(canon)
         return frame, canon, sites, {"read": t1 - t0, "resample": t2 - t1, "detect": time.perf_counter() - t2}
 
@@ -497,6 +499,7 @@ def _stream(movie: MovieSource, first: np.ndarray, n_frames: int, step: FrameSte
         raise
     finally:
         frames.close()
+        step.columns.close()
         torch.set_num_threads(threads_before)
     if video is not None:
         video.close()
