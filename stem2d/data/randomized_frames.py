@@ -129,6 +129,7 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
         density_per_nm2: Sequence[float] = (0.3, 2.0),
         min_defect_distance_A: float = 3.0,
         max_dopant_offset_A: float = 0.6,
+        class_weights: Mapping[str, float] | None = None,
         label_radius_A: float = 1.0,
         edge_probability: float = 0.3,
         flip_probability: float = 0.5,
@@ -160,7 +161,8 @@ class RandomizedFrameDataModule(pl.LightningDataModule):
         self.settings = FrameSettings(crop_px=int(crop_px), pixel_size_range_A=tuple(pixel_size_range_A),
                                       density_per_nm2=tuple(density_per_nm2),
                                       min_defect_distance_A=float(min_defect_distance_A),
-                                      max_dopant_offset_A=float(max_dopant_offset_A))
+                                      max_dopant_offset_A=float(max_dopant_offset_A),
+                                      class_weights=tuple((str(k), float(v)) for k, v in (class_weights or {}).items()))
         self.params = AugmentParams.from_config({**self.hparams, "noise_modes": ("dose",)})
         self.physics = PhysicsRanges.from_mapping(physics)
         self.processing = ProcessingRanges.from_mapping(processing)

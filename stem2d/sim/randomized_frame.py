@@ -50,6 +50,8 @@ class FrameSettings:
         the U-Net's blob merge distance would be one blob).
     max_dopant_offset_A : a metal-site substitution moves up to this far towards a hollow
         (Mo configuration B); its site moves with it.
+    class_weights : relative draw weight of site classes (name, weight) pairs; classes not named
+        weigh 1 (empty: every class the material holds equally likely).
     """
 
     crop_px: int = 160
@@ -57,6 +59,7 @@ class FrameSettings:
     density_per_nm2: tuple[float, float] = (0.3, 2.0)
     min_defect_distance_A: float = 3.0
     max_dopant_offset_A: float = 0.6
+    class_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if int(self.crop_px) < 32 or int(self.crop_px) % 16:
@@ -70,6 +73,11 @@ class FrameSettings:
         if self.min_defect_distance_A < 0 or self.max_dopant_offset_A < 0:
             raise ValueError(f"min_defect_distance_A={self.min_defect_distance_A} and max_dopant_offset_A="
                              f"{self.max_dopant_offset_A} must be >= 0")
+        weights = dict(self.class_weights.items() if hasattr(self.class_weights, "items") else self.class_weights)
+        unknown = sorted(set(weights) - set(DEFECT_CLASSES.names))
+        if unknown or any(float(w) < 0 for w in weights.values()):
+            raise ValueError(f"class_weights={weights}: names from {list(DEFECT_CLASSES.names)}, weights >= 0")
+        object.__setattr__(self, "class_weights", tuple((str(k), float(v)) for k, v in weights.items()))
         object.__setattr__(self, "crop_px", int(self.crop_px))
         object.__setattr__(self, "pixel_size_range_A", (lo, hi))
         object.__setattr__(self, "density_per_nm2", (dlo, dhi))
@@ -120,7 +128,8 @@ class RandomizedFrame:
 
 def frame_scene(material: Material, *, radius_A: float, density_per_nm2: float, rng=None,
                 min_defect_distance_A: float = 3.0, max_dopant_offset_A: float = 0.6,
-                second_fraction: float | None = None) -> FrameScene:
+                second_fraction: float | None = None,
+                class_weights: tuple[tuple[str, float], ...] = ()) -> FrameScene:
     """A disc of monolayer with Poisson-many point defects of random site classes.
 
     Each defect draws a site class uniformly among those ``material`` holds, then one of its kinds,
@@ -140,6 +149,8 @@ def frame_scene(material: Material, *, radius_A: float, density_per_nm2: float, 
         See :class:`FrameSettings`.
     second_fraction : float or None
         Fraction of the second chalcogen of an alloy (None: uniform in the material's range).
+    class_weights : tuple of (str, float)
+        Relative draw weights of site classes (others 1); empty: uniform.
 
     Returns
     -------
@@ -157,6 +168,8 @@ def frame_scene(material: Material, *, radius_A: float, density_per_nm2: float, 
     inside = np.hypot(*columns.pos_A.T) <= radius_A
     pool = [(name, kinds) for name, kinds in DEFECT_CLASSES.kinds_in(mat).items() if kinds]
     n = int(rng.poisson(density_per_nm2 * np.pi * (radius_A / 10.0) ** 2))
+    weights = dict(class_weights)
+    p = np.array([weights.get(name, 1.0) for name, _ in pool]) if weights else None
     free = {"M": inside & (columns.site == "M"), "X": inside & (columns.site == "X")}
     lattice_pos = columns.pos_A.astype(np.float64)
     hollow = (2.0 / 3.0) * (vecs[0] + vecs[1])
@@ -164,7 +177,8 @@ def frame_scene(material: Material, *, radius_A: float, density_per_nm2: float, 
     parsed = {k: parse_kind(k, mat) for _, ks in pool for k in ks}
     sites, kinds = [], []
     for _ in range(n):
-        _, options = pool[int(rng.integers(len(pool)))]
+        c = int(rng.integers(len(pool))) if p is None else int(rng.choice(len(pool), p=p / p.sum()))
+        _, options = pool[c]
         kind = parsed[options[int(rng.integers(len(options)))]]
         candidates = np.flatnonzero(free["M" if kind.site == "H" else kind.site])
         if candidates.size == 0:
@@ -240,7 +254,8 @@ def randomized_frame(material: Material, *, settings: FrameSettings = FrameSetti
     density = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if lo > 0 else float(rng.uniform(lo, hi))
     scene = frame_scene(material, radius_A=settings.scene_radius_A(params), density_per_nm2=density, rng=rng,
                         min_defect_distance_A=settings.min_defect_distance_A,
-                        max_dopant_offset_A=settings.max_dopant_offset_A, second_fraction=second_fraction)
+                        max_dopant_offset_A=settings.max_dopant_offset_A, second_fraction=second_fraction,
+                        class_weights=settings.class_weights)
     return render_frame(scene, settings=settings, params=params, physics=physics, processing=processing, rng=rng)
 
 
