@@ -294,6 +294,37 @@ def vocabulary_of(names: Sequence[str]) -> ClassSet | None:
     return None
 
 
+def site_classes_in(material: Material) -> tuple[str, ...]:
+    """The site classes ``material`` can hold (pristine always; no heavier metal in W hosts, no
+    lighter or heavier chalcogen in S/Se alloys, where it is the alloy itself).
+
+    >>> from stem2d.materials import get_material
+    >>> [c for c in SITE_CLASSES if c not in site_classes_in(get_material("WS2"))]
+    ['metal_heavier', 'chalcogen_lighter']
+    """
+    present = ClassSet.from_mapping(SITE_CLASS_KINDS).kinds_in(material)
+    return tuple(name for name, kinds in SITE_CLASS_KINDS.items() if present[name] or not kinds)
+
+
+def condition_on_material(probs: np.ndarray, site_names: Sequence[str], material: Material) -> np.ndarray:
+    """Site-class probabilities given the material: classes it cannot hold get 0, the rest are
+    renormalised (the family classifier is not told the material; a run's config is).
+
+    Parameters
+    ----------
+    probs : ndarray, float, (N, len(site_names))
+    site_names : sequence of str
+    material : Material
+
+    Returns
+    -------
+    ndarray, float64, (N, len(site_names)); rows sum to 1.
+    """
+    keep = np.isin(np.asarray(site_names), site_classes_in(material)).astype(np.float64)
+    p = np.asarray(probs, dtype=np.float64) * keep
+    return p / np.maximum(p.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+
 def projection_matrix(
     site_names: Sequence[str], classes: ClassSet, material: Material, *, outside_class: str | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -16,6 +16,7 @@ from stem2d.classes import (
     SITE_CLASS_KINDS,
     SITE_CLASSES,
     ClassSet,
+    condition_on_material,
     project_probabilities,
     projection_matrix,
     site_map,
@@ -71,7 +72,7 @@ def test_projected_cam_is_the_probability_weighted_cam_of_the_merged_sites():
     x = torch.from_numpy(np.random.default_rng(2).normal(size=(6, 1, 64, 64)).astype(np.float32))
     with torch.no_grad():
         logits, cam = model.forward_with_cam(x)
-        p_site = site(x).softmax(dim=1).numpy().astype(np.float64)
+        p_site = condition_on_material(site(x).softmax(dim=1).numpy(), SITE_CLASSES, WS2)  # 0 for W_Mo, S_Se
         site_cams = torch.stack([site.net.cam(x, s) for s in range(len(SITE_CLASSES))], dim=1).numpy()
     probs = logits.softmax(dim=1).numpy()
     expected, names = project_probabilities(p_site, SITE_CLASSES, DEFAULT, WS2, outside_class="pristine")
@@ -81,6 +82,24 @@ def test_projected_cam_is_the_probability_weighted_cam_of_the_merged_sites():
     for b, k in enumerate(probs.argmax(axis=1)):
         w = p_site[b] * matrix[:, k] / (p_site[b] @ matrix[:, k])
         np.testing.assert_allclose(cam[b].numpy(), np.tensordot(w, site_cams[b], axes=1), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("material", ["WS2", "WSSe", "MoSSe_janus"])
+def test_site_names_are_conditioned_on_the_material(material):
+    """classes=sites: a site class the material cannot hold (Se on S in an S/Se alloy) gets 0."""
+    torch.manual_seed(1)
+    mat = get_material(material)
+    site = CamClassifier(CamNet(len(SITE_CLASSES), channels=(4, 8, 8)), class_names=list(SITE_CLASSES)).eval()
+    model = project_classifier(site, SITES, mat)
+    assert model.class_names == list(SITE_CLASSES)
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(5, 1, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        probs = model(x).softmax(dim=1).numpy()
+        raw = site(x).softmax(dim=1).numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    absent = [i for i, s in enumerate(SITE_CLASSES) if s not in site_map(SITES, mat) or not site_map(SITES, mat)[s]]
+    assert absent and (probs[:, absent] < 1e-20).all()
+    np.testing.assert_allclose(probs, condition_on_material(raw, SITE_CLASSES, mat), atol=1e-5)
 
 
 def test_only_a_site_classifier_projects():
@@ -119,7 +138,7 @@ def test_infer_tiles_with_the_family_weights_speaks_the_configured_names(tmp_pat
     assert set(tables["default"]["class"]) <= set(DEFAULT.names)
     assert set(tables["sites"]["class"]) <= set(SITE_CLASSES)
     # the old names are the projection of the site probabilities (material WS2 from the config)
-    site_probs = classify_tiles(load_classifier(ckpt), tiles).probs
+    site_probs = condition_on_material(classify_tiles(load_classifier(ckpt), tiles).probs, SITE_CLASSES, WS2)
     projected, names = project_probabilities(site_probs, SITE_CLASSES, DEFAULT, WS2, outside_class="pristine")
     assert (tables["default"]["class"] == np.asarray(names)[projected.argmax(axis=1)]).mean() >= 0.98  # float ties
     # truth in the old names: a site class the default set does not name (Se on S, adatom) reads pristine

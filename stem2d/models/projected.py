@@ -2,10 +2,12 @@
 
 The family classifier (``cam_cnn_mx2.ckpt``) speaks the site vocabulary
 (:data:`stem2d.classes.SITE_CLASSES`). :class:`ProjectedClassifier` wraps it so that the rest of
-the pipeline sees the requested classes: probabilities are projected with
-:func:`stem2d.classes.projection_matrix` (for the material of the run), site classes the class
-set has no name for go to its pristine class ("none of this set's defects": a movie reports
-such a candidate as ``unknown``), and the class activation map of a projected class is the
+the pipeline sees the requested classes for the material of the run: the site probabilities are
+conditioned on the material (:func:`stem2d.classes.condition_on_material`: site classes it
+cannot hold get 0; the model is not told the material, the config is), projected with
+:func:`stem2d.classes.projection_matrix`, site classes the class set has no name for go to its
+pristine class ("none of this set's defects": a movie reports such a candidate as ``unknown``),
+and the class activation map of a projected class is the
 probability-weighted mean of the CAMs of the site classes it merges. Since a CAM is linear in
 the head weights, that is the CAM of one weight vector, computed in the same single pass.
 """
@@ -17,7 +19,14 @@ import logging
 import torch
 from torch import nn
 
-from stem2d.classes import SITE_CLASSES, ClassSet, pristine_class, projection_matrix
+from stem2d.classes import (
+    SITE_CLASS_KINDS,
+    SITE_CLASSES,
+    ClassSet,
+    pristine_class,
+    projection_matrix,
+    site_classes_in,
+)
 from stem2d.materials import Material
 from stem2d.models.cam import class_activation_map
 
@@ -52,6 +61,8 @@ class ProjectedClassifier(nn.Module):
         matrix, names = projection_matrix(tuple(site_model.class_names), classes, material,
                                           outside_class=pristine_class(classes))
         self.register_buffer("matrix", torch.as_tensor(matrix, dtype=torch.float32))  # (S, K)
+        held = site_classes_in(material)
+        self.register_buffer("held", torch.tensor([float(s in held) for s in site_model.class_names]))  # (S,)
         self._names = tuple(names)
         self.material = material
 
@@ -72,10 +83,11 @@ class ProjectedClassifier(nn.Module):
         return self.matrix.device
 
     def site_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax probabilities over the site classes (float32, (B, S)) and the last feature maps."""
+        """Site-class probabilities given the material (float32, (B, S)) and the last feature maps."""
         net = self.site_model.net
         feats = net.features(x)
-        return net.head(net.pool(feats)).float().softmax(dim=1), feats
+        p = net.head(net.pool(feats)).float().softmax(dim=1) * self.held
+        return p / p.sum(dim=1, keepdim=True).clamp_min(_TINY), feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Log-probabilities over the projected classes, (B, K)."""
@@ -101,9 +113,9 @@ class ProjectedClassifier(nn.Module):
 
 def project_classifier(model: nn.Module, classes: ClassSet, material: Material, *,
                        strict: bool = True) -> nn.Module:
-    """``model`` itself when it already has ``classes``' names; a :class:`ProjectedClassifier` when
-    it is a site classifier and ``classes`` is another set; else ``ValueError`` (``strict``) or
-    ``model`` unchanged (``strict=False``: ``classify.check_classes=false``).
+    """A :class:`ProjectedClassifier` for a site classifier (also onto the site classes themselves:
+    conditioned on the material); ``model`` itself when it already has ``classes``' names; else
+    ``ValueError`` (``strict``) or ``model`` unchanged (``strict=False``: ``classify.check_classes=false``).
 
     Raises
     ------
@@ -112,15 +124,16 @@ def project_classifier(model: nn.Module, classes: ClassSet, material: Material, 
         ``classes`` does not exist in ``material``.
     """
     names = tuple(model.class_names)
-    if names == tuple(classes.names) or (names != SITE_CLASSES and not strict):
+    if names != SITE_CLASSES and (names == tuple(classes.names) or not strict):
         return model
     if names != SITE_CLASSES:
         raise ValueError(f"the classifier has classes {list(names)}, expected {list(classes.names)} "
                          "(only a site-vocabulary classifier, classes=sites, projects onto other class sets)")
-    try:
-        classes.validate(material)
-    except ValueError as err:
-        raise ValueError(f"cannot project the site classifier onto these classes for {material.name}: {err}") \
-            from None
-    log.info("site classifier projected onto classes %s for %s", list(classes.names), material.name)
+    if classes != ClassSet.from_mapping(SITE_CLASS_KINDS):  # the site vocabulary fits every host
+        try:
+            classes.validate(material)
+        except ValueError as err:
+            raise ValueError(f"cannot project the site classifier onto these classes for {material.name}: "
+                             f"{err}") from None
+    log.info("site classifier read as classes %s for %s", list(classes.names), material.name)
     return ProjectedClassifier(model, classes, material)
