@@ -167,7 +167,7 @@ def fit_lattice(
     # reflections into the band); the smooth phase and amplitude are interpolated back
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
     upsample = _upsampler(img.shape, step)
-    demodulate = _demodulator(img - img.mean(), step)
+    demodulate = _demodulator(img, step)
     frac, amp = np.empty((2, *img.shape)), 0.0
     for k, gk in enumerate((g1, g2, g2 - g1)):
         local = _smooth_blocks(demodulate(gk), resolution_px / 2, step, demodulate.weight)
@@ -284,17 +284,18 @@ def quantify_columns(
                                 float(integration_radius_A))
 
 
-def _demodulator(centred: np.ndarray, step: int):
-    """``demodulate(g)``: the ``step``-px block sums of ``centred * exp(-2 pi i g . r)`` (frame zero-
-    padded to whole blocks), with ``demodulate.weight`` the number of frame pixels per block.
+def _demodulator(image: np.ndarray, step: int):
+    """``demodulate(g)``: the ``step``-px block sums of ``(image - mean) * exp(-2 pi i g . r)`` (frame
+    zero-padded to whole blocks), with ``demodulate.weight`` the number of frame pixels per block.
 
     The plane wave factorises into a row and a column wave, so each block sum is a row-weighted
     then a column-weighted sum (two small passes instead of a complex wave over the frame).
     """
-    h, w = centred.shape
+    h, w = image.shape
     hb, wb = -(-h // step), -(-w // step)
     padded = np.zeros((hb * step, wb * step))
-    padded[:h, :w] = centred
+    padded[:h, :w] = image
+    padded[:h, :w] -= image.mean()  # centred in place: no frame-sized temporary
     rows, cols = np.arange(hb * step), np.arange(wb * step)
 
     blocks_of_rows = padded.reshape(hb, step, wb * step)
