@@ -183,6 +183,7 @@ class MX2DataModule(SplitTileDataModule):
         max_dopant_offset_A: float = 0.6,
         physics: Mapping[str, Sequence[float]] | None = None,
         processing: Mapping | None = None,
+        skip_missing_classes: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -205,7 +206,8 @@ class MX2DataModule(SplitTileDataModule):
         self._scene_kw = {"materials": self.materials, "max_offset_A": float(max_offset_A),
                           "neighbour_density_per_nm2": float(neighbour_density_per_nm2),
                           "min_neighbour_distance_A": float(min_neighbour_distance_A),
-                          "max_dopant_offset_A": float(max_dopant_offset_A)}
+                          "max_dopant_offset_A": float(max_dopant_offset_A),
+                          "skip_missing": bool(skip_missing_classes)}
         self._bases = {"train": int(n_bases_per_class), "val": int(n_val_bases_per_class),
                        "test": int(n_test_bases_per_class)}
         self._samples = {"train": int(n_train_samples), "val": int(n_val_samples),
