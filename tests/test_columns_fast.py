@@ -156,3 +156,12 @@ def test_column_cache_worker_gives_the_synchronous_result():
     finally:
         cache.close()
     assert cache(frames[0]).table.equals(ref[0])  # still served after the worker stopped
+
+
+def test_large_frames_are_quantified_when_asked_not_in_the_worker(monkeypatch):
+    from stem2d.predict import column_candidates as CC
+
+    monkeypatch.setattr(CC, "MAX_PARALLEL_PX", 100)
+    cache = CC.ColumnCache(material=get_material("WS2"), pixel_size_A=0.3)
+    cache.start(np.zeros((20, 20), np.float32))
+    assert cache._pool is None and cache._entries == []  # nothing started: no second frame-sized peak

@@ -23,6 +23,10 @@ __all__ = ["ColumnCache", "column_candidates", "with_column_candidates"]
 log = logging.getLogger(__name__)
 
 
+#: Largest frame (pixels) quantified in the worker thread beside the detector's map (2048 x 2048).
+MAX_PARALLEL_PX = 2048 * 2048
+
+
 class ColumnCache:
     """``cache(frame) -> ColumnQuantification | None``, computed once per frame object.
 
@@ -46,7 +50,11 @@ class ColumnCache:
         self._warned = False
 
     def start(self, frame: np.ndarray) -> None:
-        """Begin quantifying ``frame`` in the worker thread (no-op if known)."""
+        """Begin quantifying ``frame`` in the worker thread (no-op if known, and for frames over
+        :data:`MAX_PARALLEL_PX` pixels: those are quantified when asked, so the quantification's
+        frame-sized temporaries do not add to the U-Net's)."""
+        if np.size(frame) > MAX_PARALLEL_PX:
+            return
         with self._lock:
             if any(known is frame for known, _ in self._entries):
                 return
