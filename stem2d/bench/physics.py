@@ -28,6 +28,7 @@ from stem2d.bench.physics_overlap import (
     sublattice_contrast,
     sublattices_alike,
 )
+from stem2d.bench.physics_own import own_model_table
 from stem2d.bench.report import Section, Table, unavailable
 from stem2d.classes import SITE_CLASS_KINDS, condition_on_material, site_label
 from stem2d.data.mx2 import MX2DataModule, RandomizedTileDataset, simulate_scenes
@@ -94,23 +95,35 @@ def _tiles(ds: RandomizedTileDataset, n: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles, labels
 
 
-def _measure(model, dm: MX2DataModule, *, materials, n_tiles: int, n_bases: int, bf16: bool,
-             physics=None, processing=None, params=None, second_fraction=None) -> dict:
-    classes = dm.classes
-    bases = simulate_scenes(classes, materials=materials, n_per_class=n_bases, split="test",
+def _render(dm: MX2DataModule, *, materials, n_tiles: int, n_bases: int, physics=None, processing=None,
+            params=None, second_fraction=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Held-out tiles of ``materials`` under (shifted) ranges: tiles, labels, material of each tile."""
+    bases = simulate_scenes(dm.classes, materials=materials, n_per_class=n_bases, split="test",
                             seed=dm.seed, second_fraction=second_fraction, skip_missing=True)
     ds = RandomizedTileDataset(
         bases, n_samples=n_tiles, seed=dm.seed, params=replace(dm.params, **(params or {})),
         physics=replace(dm.physics, **(physics or {})),
         processing=replace(dm.processing, **(processing or {})))
     tiles, labels = _tiles(ds, n_tiles)
+    return tiles, labels, [bases.material[ds.base_index(i)] for i in range(n_tiles)]
+
+
+def _classify(model, tiles: np.ndarray, labels: np.ndarray, materials: Sequence[str], names: Sequence[str], *,
+              bf16: bool) -> dict:
+    """Predictions of the classifier alone and as infer.py reports them for a known material
+    (classes the tile's material cannot hold get probability 0)."""
     probs = classify_tiles(model, tiles, bf16=bf16).probs
-    # what infer.py reports for a known material: classes the tile's material cannot hold get 0
     given = probs.copy()
-    for m in set(bases.material):
-        on = np.array([bases.material[ds.base_index(i)] == m for i in range(n_tiles)])
-        given[on] = condition_on_material(probs[on], dm.class_names, get_material(m))
+    mats = np.asarray(materials)
+    for m in set(materials):
+        on = mats == m
+        given[on] = condition_on_material(probs[on], names, get_material(m))
     return {"pred": probs.argmax(axis=1), "pred_given": given.argmax(axis=1), "labels": labels}
+
+
+def _measure(model, dm: MX2DataModule, *, bf16: bool, **render) -> dict:
+    tiles, labels, materials = _render(dm, **render)
+    return _classify(model, tiles, labels, materials, dm.class_names, bf16=bf16)
 
 
 def _row(name: str, r: dict, n_classes: int) -> list:
@@ -172,6 +185,13 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
                 per_material[name] = r
         sec.tables.append(t)
     sec.tables.append(_confusion_table(per_material, names, dm, cfg.tile_seed, sec.paragraphs))
+    own = own_model_table(model, dm, n_tiles=n, n_bases=nb, bf16=bf16, render=_render, classify=_classify,
+                          shifts={"physics shifts": [*({"physics": v} for v in PHYSICS_SHIFTS.values()),
+                                                     *({"params": v} for v in ACQUISITION_SHIFTS.values()),
+                                                     {"physics": ALL_AT_ONCE}],
+                                  "processing shifts": [{"processing": v} for v in PROCESSING_SHIFTS.values()]})
+    if own is not None:
+        sec.tables.append(own)
     summary = Table("**Pooled** (every row of the tables above in each group), per-class recall.",
                     ["group", "n", "accuracy"] + list(names))
     for key, results in pooled.items():

@@ -1,0 +1,62 @@
+"""Benchmark 6, told the material: one site model per host material beside the family model.
+
+The family model is not told the material, and the two sublattices of a honeycomb look alike under
+rotation: a MoSe2 Se2 site (brighter than Mo) reads like a WSe2 W site. A model trained on one host
+(``experiment=material_cam_cnn``, ``stem2d/weights/cam_cnn_<material>_sites.ckpt``) does not face
+that. Both models classify the same held-out tiles: in range, and pooled over the physics and the
+processing shifts of section 6 (each shift set an equal share of the tiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from stem2d.bench.report import Table
+from stem2d.models.loading import bundled_site_classifier_path, load_classifier
+
+HOSTS = ("WS2", "MoS2", "WSe2", "MoSe2")
+
+
+def _accuracy(r: dict, key: str) -> float:
+    return float((r[key] == r["labels"]).mean())
+
+
+def _worst(r: dict, names: Sequence[str]) -> tuple[float, str]:
+    ok = r["pred_given"] == r["labels"]
+    recall = {names[c]: ok[r["labels"] == c].mean() for c in np.unique(r["labels"])}
+    worst = min(recall, key=recall.get)
+    return float(recall[worst]), worst
+
+
+def own_model_table(family, dm, *, n_tiles: int, n_bases: int, bf16: bool, render: Callable,
+                    classify: Callable, shifts: Mapping[str, Sequence[dict]]) -> Table | None:
+    """Per host material with bundled site weights: family vs own model on the same tiles (material given).
+
+    ``render(dm, materials=, n_tiles=, n_bases=, **shift)`` gives (tiles, labels, materials);
+    ``classify(model, tiles, labels, materials, names, bf16=)`` gives the prediction dict. None when
+    no host ships its own model.
+    """
+    names = dm.class_names
+    hosts = [m for m in HOSTS if bundled_site_classifier_path(m).is_file()]
+    if not hosts:
+        return None
+    t = Table("**Told the material: one site model per host material** (`cam_cnn_<material>_sites.ckpt`, "
+              "`experiment=material_cam_cnn`) beside the family model, both with the material given, on the "
+              "same held-out tiles; shift rows pool every set of the tables above (equal shares).",
+              ["material", "tiles", "n", "family model", "own model", "own: worst class recall", "worst class"])
+    for m in hosts:
+        own = load_classifier(bundled_site_classifier_path(m), expected_classes=names)
+        groups = {"in range": [{}], **shifts}
+        for group, kws in groups.items():
+            per = max(1, n_tiles // len(kws))
+            parts = [render(dm, materials=[m], n_tiles=per, n_bases=n_bases, **kw) for kw in kws]
+            tiles = np.concatenate([p[0] for p in parts])
+            labels = np.concatenate([p[1] for p in parts])
+            mats = [x for p in parts for x in p[2]]
+            fam = classify(family, tiles, labels, mats, names, bf16=bf16)
+            mine = classify(own, tiles, labels, mats, names, bf16=bf16)
+            t.add(m, group, len(labels), _accuracy(fam, "pred_given"), _accuracy(mine, "pred_given"),
+                  *_worst(mine, names))
+    return t
