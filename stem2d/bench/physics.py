@@ -28,7 +28,7 @@ from stem2d.bench.physics_overlap import (
     sublattice_contrast,
     sublattices_alike,
 )
-from stem2d.bench.physics_own import own_model_table
+from stem2d.bench.physics_own import default_ws2_table, own_model_table
 from stem2d.bench.report import Section, Table, unavailable
 from stem2d.classes import SITE_CLASS_KINDS, condition_on_material, site_label
 from stem2d.data.mx2 import MX2DataModule, RandomizedTileDataset, simulate_scenes
@@ -185,13 +185,14 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
                 per_material[name] = r
         sec.tables.append(t)
     sec.tables.append(_confusion_table(per_material, names, dm, cfg.tile_seed, sec.paragraphs))
+    shifts = {"physics shifts": [*({"physics": v} for v in PHYSICS_SHIFTS.values()),
+                                 *({"params": v} for v in ACQUISITION_SHIFTS.values()), {"physics": ALL_AT_ONCE}],
+              "processing shifts": [{"processing": v} for v in PROCESSING_SHIFTS.values()]}
     own = own_model_table(model, dm, n_tiles=n, n_bases=nb, bf16=bf16, render=_render, classify=_classify,
-                          shifts={"physics shifts": [*({"physics": v} for v in PHYSICS_SHIFTS.values()),
-                                                     *({"params": v} for v in ACQUISITION_SHIFTS.values()),
-                                                     {"physics": ALL_AT_ONCE}],
-                                  "processing shifts": [{"processing": v} for v in PROCESSING_SHIFTS.values()]})
-    if own is not None:
-        sec.tables.append(own)
+                          shifts=shifts)
+    default = (default_ws2_table(load_classifier(ckpts.cam_cnn), dm, n_tiles=n, n_bases=nb, bf16=bf16,
+                                 render=_render, shifts=shifts) if Path(ckpts.cam_cnn).is_file() else None)
+    sec.tables += [t for t in (own, default) if t is not None]
     summary = Table("**Pooled** (every row of the tables above in each group), per-class recall.",
                     ["group", "n", "accuracy"] + list(names))
     for key, results in pooled.items():

@@ -60,3 +60,43 @@ def own_model_table(family, dm, *, n_tiles: int, n_bases: int, bf16: bool, rende
             t.add(m, group, len(labels), _accuracy(fam, "pred_given"), _accuracy(mine, "pred_given"),
                   *_worst(mine, names))
     return t
+
+
+def default_ws2_table(old, dm, *, n_tiles: int, n_bases: int, bf16: bool, render: Callable,
+                      shifts: Mapping[str, Sequence[dict]]) -> Table | None:
+    """The default WS2 classifier (five names, one image model) against the WS2 site model projected
+    onto the same five names, on WS2 tiles whose class has a WS2 name. None without the WS2 site model."""
+    from stem2d.classes import ClassSet, condition_on_material, projection_matrix
+    from stem2d.materials import get_material
+    from stem2d.predict.classify import classify_tiles
+
+    path = bundled_site_classifier_path("WS2")
+    if not path.is_file():
+        return None
+    ws2, names = get_material("WS2"), dm.class_names
+    matrix, projected = projection_matrix(names, ClassSet.from_mapping(None), ws2)
+    if tuple(old.class_names) != projected[:len(old.class_names)]:
+        raise ValueError(f"{old.class_names} are not the default WS2 names {projected}")
+    k = len(old.class_names)
+    own = load_classifier(path, expected_classes=names)
+    t = Table("**The default WS2 classifier on physics it never saw**: `cam_cnn_ws2.ckpt` (trained on one "
+              "image model, the five WS2 names) and the WS2 site model projected onto the same names "
+              "(`stem2d.classes.projection_matrix`, material given), on the WS2 tiles of the rows above "
+              "whose class has a WS2 name (Se on S and adatoms left out).",
+              ["tiles", "n", "default cam_cnn_ws2", "WS2 site model, projected", "default: worst class recall",
+               "worst class"])
+    for group, kws in {"in range": [{}], **shifts}.items():
+        per = max(1, n_tiles // len(kws))
+        parts = [render(dm, materials=["WS2"], n_tiles=per, n_bases=n_bases, **kw) for kw in kws]
+        tiles = np.concatenate([p[0] for p in parts])
+        truth = matrix[np.concatenate([p[1] for p in parts])].argmax(axis=1)
+        keep = truth < k
+        tiles, truth = tiles[keep], truth[keep]
+        pred_old = classify_tiles(old, tiles, bf16=bf16).probs.argmax(axis=1)
+        given = condition_on_material(classify_tiles(own, tiles, bf16=bf16).probs, names, ws2)
+        pred_own = (given @ matrix)[:, :k].argmax(axis=1)
+        ok = pred_old == truth
+        recall = {old.class_names[c]: ok[truth == c].mean() for c in np.unique(truth)}
+        worst = min(recall, key=recall.get)
+        t.add(group, len(truth), ok.mean(), (pred_own == truth).mean(), recall[worst], worst)
+    return t
