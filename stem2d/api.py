@@ -45,8 +45,9 @@ def load_classifier(ckpt_path: str | Path | None = None, *, material: str = "WS2
 
     Returns
     -------
-    CamClassifier
-        ``model.class_names``; classify windows with :func:`stem2d.predict.classify.classify_tiles`.
+    TileClassifier
+        A plain ``nn.Module`` (:mod:`stem2d.models.inference`; no Lightning): ``model.class_names``;
+        classify windows with :func:`stem2d.predict.classify.classify_tiles`.
 
     Examples
     --------
@@ -121,7 +122,7 @@ def find_defects(image: np.ndarray, *, pixel_size_A: float | None = None, materi
         ``unet``, ``lattice``, ``fourier`` or ``grid`` (:data:`stem2d.predict.detectors.DETECTORS`).
     detector_settings : mapping, optional
         Keys of ``conf/detector/<detector>.yaml``, e.g. ``{"threshold": 0.4}``.
-    classifier : CamClassifier or path, optional
+    classifier : TileClassifier or path, optional
         From :func:`load_classifier`, or a checkpoint path; None = the bundled weights of ``material``.
     classes : mapping, ClassSet or str, optional
         The defect kinds of the classifier's classes, or the name of a ``conf/classes`` set

@@ -234,7 +234,7 @@ def analyze_movie(
         The frames (read lazily), their source, metadata pixel size and truth.
     detector : SiteDetector
         Candidate-site proposer (:func:`stem2d.predict.detectors.build_detector`).
-    classifier : CamClassifier
+    classifier : TileClassifier
         Window classifier (:func:`stem2d.models.loading.load_classifier`).
     classes : ClassSet, optional
         The defect kinds of the classifier's classes (for the evidence step); None = the default
