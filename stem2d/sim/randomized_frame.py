@@ -18,7 +18,7 @@ placed here do. Every random number comes from ``rng``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,11 +27,21 @@ from stem2d.classes import SITE_CLASS_KINDS, ClassSet, parse_kind
 from stem2d.lattice.scale import resample, resample_factors, to_resampled_coords
 from stem2d.materials import Material, get_material
 from stem2d.sim.augment import AugmentParams, random_geometry
-from stem2d.sim.lattice import Columns, hollow_directions, lattice_vectors_A, mx2_columns
-from stem2d.sim.physics import KERNEL_RADIUS_PX, ImagePhysics, PhysicsRanges, draw_physics
+from stem2d.sim.lattice import (
+    Columns,
+    hollow_directions,
+    lattice_vectors_A,
+    mx2_columns,
+)
+from stem2d.sim.physics import (
+    KERNEL_RADIUS_PX,
+    ImagePhysics,
+    PhysicsRanges,
+    draw_physics,
+)
 from stem2d.sim.processing import ProcessingRanges
 from stem2d.sim.randomized import detect_and_process, render_clean, scene_to_tile_px
-from stem2d.sim.scene import _chalcogen_layers, place_defect
+from stem2d.sim.scene import _chalcogen_layers, draw_composition, place_defect
 
 #: The site classes whose kinds are placed as defects (every class but pristine).
 DEFECT_CLASSES = ClassSet.from_mapping(SITE_CLASS_KINDS)
@@ -157,9 +167,7 @@ def frame_scene(material: Material, *, radius_A: float, density_per_nm2: float, 
     FrameScene
     """
     rng = np.random.default_rng(rng)
-    lo, hi = material.second_fraction_range
-    x = float(rng.uniform(lo, hi)) if second_fraction is None else float(second_fraction)
-    mat = replace(material, a_A=material.lattice_constant_A(x))
+    mat, x = draw_composition(material, second_fraction, rng)
     vecs = lattice_vectors_A(mat.a_A, 0.0)
     origin = radius_A + rng.uniform(0.0, 1.0, size=2) @ vecs
     columns = mx2_columns(mat, extent_A=(2 * radius_A, 2 * radius_A), origin_A=tuple(origin), margin_A=0.0)

@@ -14,7 +14,13 @@ import numpy as np
 
 from stem2d.classes import DefectKind, parse_kind
 from stem2d.materials import ATOMIC_NUMBER, Material
-from stem2d.sim.lattice import Columns, apply_defect, hollow_directions, lattice_vectors_A, mx2_columns
+from stem2d.sim.lattice import (
+    Columns,
+    apply_defect,
+    hollow_directions,
+    lattice_vectors_A,
+    mx2_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,14 @@ def _chalcogen_layers(columns: Columns, material: Material, x: float, rng) -> Co
         sub[swap] = z2
         atoms[xs] = sub
     return replace(columns, atoms=atoms)
+
+
+def draw_composition(material: Material, second_fraction: float | None, rng) -> tuple[Material, float]:
+    """The alloy fraction ``x`` of the second chalcogen (``second_fraction``, else uniform in the
+    material's range: one draw from ``rng``) and the material with its Vegard lattice constant."""
+    lo, hi = material.second_fraction_range
+    x = float(rng.uniform(lo, hi)) if second_fraction is None else float(second_fraction)
+    return replace(material, a_A=material.lattice_constant_A(x)), x
 
 
 def place_defect(columns: Columns, kind: DefectKind, index: int, rng) -> Columns:
@@ -107,9 +121,7 @@ def build_scene(
     Scene
     """
     rng = np.random.default_rng(rng)
-    lo, hi = material.second_fraction_range
-    x = float(rng.uniform(lo, hi)) if second_fraction is None else float(second_fraction)
-    mat = replace(material, a_A=material.lattice_constant_A(x))
+    mat, x = draw_composition(material, second_fraction, rng)
     parsed = None if kind is None else parse_kind(kind, mat)
     if parsed is not None:
         site = parsed.site
