@@ -59,7 +59,12 @@ def test_large_frames_are_tiled_automatically_and_seamlessly(net, monkeypatch):
     """tile=None tiles a frame larger than MAX_WHOLE_FRAME_PX (bounded memory) with the same
     output as the whole frame at once."""
     assert auto_tile_px((512, 512), margin=24) is None
-    assert auto_tile_px((4096, 4096), margin=24, size_multiple=4) == pixelmap.AUTO_TILE_PX
+    for side in (1100, 2048, 4096):  # balanced tiles: no larger, no more of them than AUTO_TILE_PX ones
+        tile = auto_tile_px((side, side), margin=24, size_multiple=4, overlap=64)
+        assert tile <= pixelmap.AUTO_TILE_PX and tile % 4 == 0
+        n, covered = pixelmap._layout(side, tile=tile, stride=tile - 64, margin=24)
+        assert covered >= side + 48
+        assert n == pixelmap._layout(side, tile=pixelmap.AUTO_TILE_PX, stride=pixelmap.AUTO_TILE_PX - 64, margin=24)[0]
     frame = np.random.default_rng(3).normal(size=(136, 168)).astype(np.float32)
     reference = predict_frame(net, frame, tile=None)
     monkeypatch.setattr(pixelmap, "MAX_WHOLE_FRAME_PX", 128)
