@@ -89,6 +89,8 @@ class BenchConfig:
     e2e_frames: int = 20
     e2e_repeats: int = 2
     e2e_subprocess: bool = True
+    large_frame_px: int | None = 2048  # end-to-end rows on a large-frame movie too (None: skipped)
+    large_frames: int = 3
     unet_frame_px: int = 512
     detect_tile_px: int | None = None
     real_frames: int = 4
@@ -100,7 +102,7 @@ class BenchConfig:
         counts = {k: getattr(self, k) for k in (
             "n_bases_per_class", "n_tiles_per_mode", "n_tiles_per_dose", "n_movies", "movie_frames", "grid_frames",
             "evolution_frames", "speed_tiles", "speed_frames", "train_steps", "train_batch",
-            "infer_tiles", "e2e_frames", "e2e_repeats", "unet_frame_px", "real_frames",
+            "infer_tiles", "e2e_frames", "e2e_repeats", "unet_frame_px", "real_frames", "large_frames",
             "physics_tiles_per_set", "physics_frames_per_set")}
         for key, value in counts.items():
             if int(value) < 1:
@@ -146,5 +148,6 @@ def quick_config(*, seed: int = DEFAULT_SEED, conf_dir: Path | None = None) -> B
         dose_counts=(15.0, 500.0), n_movies=1, movie_frames=1, frame_shape=(160, 160),
         movie_doses_e_per_A2=(1.5e4, 5e4), grid_frames=1, evolution_frames=4, speed_tiles=20,
         speed_frames=2, train_steps=1, train_batch=8, infer_tiles=64, e2e_frames=2, e2e_repeats=1, e2e_subprocess=False,
+        large_frame_px=None,
         unet_frame_px=128, detect_tile_px=128, real_frames=1, physics_tiles_per_set=40,
         physics_frames_per_set=1, **kw)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,8 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path) -> Section:
         f"{'uses' if native else 'skips'} bf16 autocast here (stem2d/models/precision.py). CPUs with AVX2 only "
         "emulate bf16, several times slower than fp32 (a small SeedCNN run: 6.4x), so there both pick fp32.")
     sec.tables.append(_e2e_table(cfg, ckpts, work))
+    if cfg.large_frame_px is not None and ckpts.cam_cnn.is_file() and ckpts.unet.is_file():
+        sec.tables.append(_large_table(cfg, ckpts, work / "large"))
     if torch.cuda.is_available():
         sec.tables.append(_gpu_table(cfg, ckpts, raw, canon))
     else:
@@ -333,6 +336,30 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
         t.add("bare `python -c 'import torch'` (the floor of start-up; same for all)", *[torch_s] * len(runs), "s")
         t.add("whole command (Python start-up, setup, outputs)", *[wall for _, wall in runs], "s")
         t.add("peak resident memory of the command (GNU time where installed)", *[s["peak_rss_mb"] for s, _ in runs], "MB")
+    return t
+
+
+#: End-to-end variants of the large-frame table (labels and overrides).
+LARGE_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("defaults", ()), ("column evidence off", ("classify.evidence=false",)))
+
+
+def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
+    """Frames/s, the slowest analyse steps and peak memory of ``python infer.py`` on a
+    ``cfg.large_frames``-frame movie of ``cfg.large_frame_px`` px square frames (one run each)."""
+    n, px = cfg.large_frames, int(cfg.large_frame_px)
+    big = replace(cfg, frame_shape=(px, px), e2e_frames=n)
+    movie = e2e_movie(big, work)
+    runs = [end_to_end(big, ckpts, movie, work / f"run_{k}", overrides)[0]
+            for k, (_, overrides) in enumerate(LARGE_VARIANTS)]
+    t = Table(f"**Large frames**: the same command on a {n}-frame {px}x{px} px synthetic movie at 0.3 A/px "
+              f"(seed {cfg.seed}, ~{runs[0]['mean_defects_per_frame']:.0f} defects per frame; one run each; "
+              "the U-Net maps such frames in balanced tiles of at most 1024 px).",
+              ["what", *[label for label, _ in LARGE_VARIANTS], "unit"])
+    t.add("frames per second (frame loop)", *[s["frames_per_s"] for s in runs], "frames/s")
+    for step in ("detect", "classify"):
+        t.add(f"  analyse step '{step}'", *[s["analyse_steps_s"].get(step, 0.0) / n for s in runs], "s/frame")
+    t.add("peak resident memory of the command", *[s["peak_rss_mb"] for s in runs], "MB")
     return t
 
 
