@@ -46,6 +46,11 @@ def _round_up(x: int, m: int) -> int:
     return -(-int(x) // m) * m
 
 
+def _default_overlap(margin: int, size_multiple: int) -> int:
+    """Tile overlap when none is given: both receptive margins plus the cross-fade."""
+    return _round_up(2 * margin + _DEFAULT_FADE_PX, size_multiple)
+
+
 def tile_windows(tile: int, overlap: int, margin: int, n_tiles: int) -> list[np.ndarray]:
     """1-D blending weights of each of ``n_tiles`` tiles along one axis.
 
@@ -101,7 +106,7 @@ def auto_tile_px(shape: tuple[int, int], *, margin: int, size_multiple: int = 1,
     if need <= MAX_WHOLE_FRAME_PX:
         return None
     m = max(1, int(size_multiple))
-    overlap = _round_up(2 * margin + _DEFAULT_FADE_PX, m) if overlap is None else int(overlap)
+    overlap = _default_overlap(margin, m) if overlap is None else int(overlap)
     largest = _round_up(AUTO_TILE_PX, m)
     n, _ = _layout(need - 2 * margin, tile=largest, stride=largest - overlap, margin=margin)
     return min(largest, _round_up(-(-(need + (n - 1) * overlap) // n), m))
@@ -161,7 +166,7 @@ def predict_frame(
         raise ValueError("frame contains NaN or Inf values")
     m = int(getattr(net, "size_multiple", 1))
     margin = _round_up(int(getattr(net, "receptive_radius_px", 0)), m)
-    overlap = _round_up(2 * margin + _DEFAULT_FADE_PX, m) if overlap is None else int(overlap)
+    overlap = _default_overlap(margin, m) if overlap is None else int(overlap)
     if tile is None:
         tile = auto_tile_px(img.shape, margin=margin, size_multiple=m, overlap=overlap)
     if tile is None:  # one tile: the overlap only has to be valid, it is never used
