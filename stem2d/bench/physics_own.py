@@ -23,9 +23,10 @@ def _accuracy(r: dict, key: str) -> float:
     return float((r[key] == r["labels"]).mean())
 
 
-def _worst(r: dict, names: Sequence[str]) -> tuple[float, str]:
-    ok = r["pred_given"] == r["labels"]
-    recall = {names[c]: ok[r["labels"] == c].mean() for c in np.unique(r["labels"])}
+def _worst(pred: np.ndarray, truth: np.ndarray, names: Sequence[str]) -> tuple[float, str]:
+    """The lowest class recall among the classes present in ``truth``, and its class name."""
+    ok = pred == truth
+    recall = {names[c]: ok[truth == c].mean() for c in np.unique(truth)}
     worst = min(recall, key=recall.get)
     return float(recall[worst]), worst
 
@@ -58,7 +59,7 @@ def own_model_table(family, dm, *, n_tiles: int, n_bases: int, bf16: bool, rende
             fam = classify(family, tiles, labels, mats, names, bf16=bf16)
             mine = classify(own, tiles, labels, mats, names, bf16=bf16)
             t.add(m, group, len(labels), _accuracy(fam, "pred_given"), _accuracy(mine, "pred_given"),
-                  *_worst(mine, names))
+                  *_worst(mine["pred_given"], mine["labels"], names))
     return t
 
 
@@ -95,8 +96,6 @@ def default_ws2_table(old, dm, *, n_tiles: int, n_bases: int, bf16: bool, render
         pred_old = classify_tiles(old, tiles, bf16=bf16).probs.argmax(axis=1)
         given = condition_on_material(classify_tiles(own, tiles, bf16=bf16).probs, names, ws2)
         pred_own = (given @ matrix)[:, :k].argmax(axis=1)
-        ok = pred_old == truth
-        recall = {old.class_names[c]: ok[truth == c].mean() for c in np.unique(truth)}
-        worst = min(recall, key=recall.get)
-        t.add(group, len(truth), ok.mean(), (pred_own == truth).mean(), recall[worst], worst)
+        t.add(group, len(truth), (pred_old == truth).mean(), (pred_own == truth).mean(),
+              *_worst(pred_old, truth, old.class_names))
     return t
