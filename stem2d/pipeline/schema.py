@@ -114,6 +114,7 @@ TRAIN: tuple[Check, ...] = (
     number("data.pixel_size_A",                             gt=0, null=True),
     number("data.max_offset_px",                            ge=0),
     number("data.flip_probability",                         ge=0, le=1),
+    boolean("data.skip_missing_classes"),
     number("data.max_shear",                                ge=0, lt=1),
     number("data.max_shift_px",                             ge=0),
     number("data.max_jitter_px",                            ge=0),
