@@ -41,3 +41,18 @@ def test_infer_setting_values():
 
 def test_cpu_check_answers_a_bool():
     assert isinstance(precision.cpu_has_bf16(), bool)
+
+
+@pytest.mark.parametrize("cap", [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
+def test_kernels_capped_at_avx2_mean_fp32(cap):
+    """An AVX2-only CPU, as torch and oneDNN see it when capped (what the AVX2 benchmark runs use):
+    bf16 would be emulated there, so the rule picks fp32 whatever this machine's CPU has."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from stem2d.models.precision import cpu_has_bf16, resolve_precision; "
+            "print(cpu_has_bf16(), resolve_precision('auto', accelerator='cpu'))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["False", "32-true"]

@@ -29,14 +29,18 @@ _X86 = ("x86_64", "amd64", "i386", "i686")
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 natively, so bf16 autocast is a speed-up.
 
-    x86: AVX512-BF16 or AMX tiles (an AVX512 CPU without them converts bf16 in software);
-    other CPUs (ARM): oneDNN's own check for bf16 instructions.
+    x86: AVX512-BF16 or AMX tiles (an AVX512 CPU without them converts bf16 in software), and
+    torch's and oneDNN's kernels allowed to use them (``ATEN_CPU_CAPABILITY=avx2`` or
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` cap them: bf16 is then emulated, so fp32); other CPUs (ARM):
+    oneDNN's own check for bf16 instructions.
     """
     import torch
 
     try:
         if platform.machine().lower() in _X86:
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+            native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+            kernels = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+            return bool(native and kernels and torch.ops.mkldnn._is_mkldnn_bf16_supported())
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without the checks: assume not
         return False
