@@ -157,6 +157,8 @@ INFER: tuple[Check, ...] = (
     integer("detector.max_area_px",                         ge=1),
     number("detector.merge_dist_A",                         ge=0),
     integer("detector.stride_px",                           ge=1),
+    choice("detector.bf16",                                 "auto", True, False),
+    choice("detector.runtime",                              "auto", "torch", "onnxruntime"),
     choice("score.baseline",                                "lattice", "fourier", "unet", "grid", null=True),
     number("score.match_dist_A",                            gt=0),
     boolean("outputs.video"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.materials import Material, get_material
 
 __all__ = ["DETECTORS", "SiteDetector", "build_detector"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def unet(
     min_area_px: int = 4,
     max_area_px: int = 400,
     merge_dist_A: float = 1.5,
+    bf16: str | bool = "auto",
+    runtime: str = "auto",
 ) -> SiteDetector:
     """U-Net probability map -> blobs -> sites (``conf/detector/unet.yaml``).
 
@@ -86,16 +91,29 @@ def unet(
         Blob area limits at 0.3 A/px.
     merge_dist_A : float
         Blobs closer than this are one defect.
+    bf16 : {"auto", True, False}
+        Map under bf16 autocast: ``auto`` where the CPU has native bf16
+        (:mod:`stem2d.models.precision`, the classifier's rule).
+    runtime : {"auto", "torch", "onnxruntime"}
+        Where an fp32 map runs (:mod:`stem2d.models.runtime`): ``auto`` is ONNX Runtime when
+        installed and the map is fp32, else torch.
     """
     from stem2d.models.loading import load_unet
+    from stem2d.models.precision import use_bf16
+    from stem2d.models.runtime import OnnxPixelNet, choose_runtime
     from stem2d.predict.pixelmap import extract_defects, predict_frame
 
     net = load_unet(ckpt_path)
+    bf16 = use_bf16(bf16, device_type="cpu")
+    how = choose_runtime(runtime, bf16=bf16)
+    if how == "onnxruntime":
+        net = OnnxPixelNet(net)
+    log.info("U-Net map: %s, %s", how, "bf16 autocast (native bf16)" if bf16 else "fp32")
     tile = None if tile_size_px is None else int(tile_size_px)
     min_dist_px = float(merge_dist_A) / CANONICAL_PIXEL_SIZE_A
 
     def propose(canon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        prob = predict_frame(net, canon, tile=tile)
+        prob = predict_frame(net, canon, tile=tile, bf16=bf16)
         return extract_defects(prob, threshold=float(threshold), min_area_px=int(min_area_px),
                                max_area_px=int(max_area_px), min_dist_px=min_dist_px)
 

@@ -1,0 +1,160 @@
+"""Where the U-Net of the frame loop runs on a CPU: torch, or ONNX Runtime.
+
+The U-Net maps a whole frame per call, the costliest network step of the frame loop. In fp32 on
+one CPU thread, ONNX Runtime runs it 1.4-1.6x faster than torch's eager kernels (docs/results.md
+section 4): its graph optimiser folds the small layers of the 8-16-32 channel U-Net into fewer
+passes over memory. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16
+autocast is faster still, so the rule of :func:`choose_runtime` is
+
+- ``bf16``: torch under bf16 autocast (ONNX Runtime has no bf16 kernels on CPUs);
+- else ``onnxruntime`` where it is installed, ``torch`` otherwise.
+
+The network is exported once per checkpoint to ``<cache>/onnx/<hash>.onnx`` (the hash covers the
+weights, the network spec and the torch version; ``STEM2D_CACHE`` or ``$XDG_CACHE_HOME/stem2d``,
+else ``~/.cache/stem2d``): the export imports the ``onnx`` package (~1 s), later runs load the
+file in ~10 ms. ONNX Runtime's outputs equal torch's within 1e-4 in logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["RUNTIMES", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnxruntime_available"]
+
+log = logging.getLogger(__name__)
+
+#: Values of ``detector.runtime`` (conf/detector/unet.yaml).
+RUNTIMES = ("auto", "torch", "onnxruntime")
+#: ONNX opset of the export (ONNX Runtime >= 1.16 runs it).
+_OPSET = 17
+
+
+def onnxruntime_available() -> bool:
+    """Whether ONNX Runtime and the ``onnx`` exporter dependency are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def choose_runtime(setting: str, *, bf16: bool, device_type: str = "cpu") -> str:
+    """``"torch"`` or ``"onnxruntime"`` for a ``runtime`` setting (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        An unknown setting, ``onnxruntime`` together with bf16 or a GPU, or ``onnxruntime`` when
+        it is not installed.
+    """
+    setting = str(setting)
+    if setting not in RUNTIMES:
+        raise ValueError(f"runtime={setting!r}: choose one of {', '.join(RUNTIMES)}")
+    if setting == "torch":
+        return "torch"
+    usable = not bf16 and device_type == "cpu"
+    if setting == "auto":
+        return "onnxruntime" if usable and onnxruntime_available() else "torch"
+    if not usable:
+        raise ValueError(f"runtime=onnxruntime runs fp32 on the CPU only (bf16={bf16}, device {device_type!r}): "
+                         "use runtime=auto or torch")
+    if not onnxruntime_available():
+        raise ValueError("runtime=onnxruntime: the packages onnxruntime and onnx are not installed "
+                         "(pip install onnxruntime onnx), or use runtime=auto or torch")
+    return "onnxruntime"
+
+
+def cache_dir() -> Path:
+    """stem2d's cache folder (``STEM2D_CACHE``, else ``$XDG_CACHE_HOME/stem2d``, else ``~/.cache/stem2d``)."""
+    if os.environ.get("STEM2D_CACHE"):
+        return Path(os.environ["STEM2D_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stem2d"
+
+
+def _fingerprint(net: torch.nn.Module) -> str:
+    """Hash of the network's weights, its spec and the torch version (the export depends on all)."""
+    h = hashlib.sha256()
+    spec = net.spec() if hasattr(net, "spec") else type(net).__name__
+    h.update(json.dumps([spec, torch.__version__, _OPSET], sort_keys=True, default=str).encode())
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _export(net: torch.nn.Module, path: Path) -> None:
+    """Write ``net`` (B, 1, H, W) -> (B, 1, H, W) logits as ONNX with free batch and frame sizes
+    (written to a temporary name first: a failed export leaves no file that looks complete)."""
+    import warnings
+
+    import torch.onnx
+
+    m = int(getattr(net, "size_multiple", 1))
+    example = torch.zeros(1, 1, 4 * m, 4 * m)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        with warnings.catch_warnings():  # the TorchScript-based exporter warns that it is legacy
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.float().eval(), example, str(tmp), input_names=["x"], output_names=["logits"],
+                              dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
+                                            "logits": {0: "batch", 2: "height", 3: "width"}},
+                              opset_version=_OPSET, dynamo=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class OnnxPixelNet:
+    """A fully convolutional pixel network (a :class:`~stem2d.models.unet.UNet`) run by ONNX Runtime.
+
+    ``logits(x)`` maps standardised frames (B, 1, H, W) float32 to logits (B, 1, H, W). It keeps
+    ``size_multiple`` and ``receptive_radius_px`` of the network, so
+    :func:`stem2d.predict.pixelmap.predict_frame` tiles and stitches it like the torch network.
+    One ONNX Runtime session per thread count: each calling thread runs with the torch thread
+    count it has set (the movie loop's ``threads``).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        In eval mode, on the CPU.
+    cache : path, optional
+        Folder of the exported graphs; default ``cache_dir() / "onnx"``.
+    """
+
+    def __init__(self, net: torch.nn.Module, *, cache: str | Path | None = None):
+        self.size_multiple = int(getattr(net, "size_multiple", 1))
+        self.receptive_radius_px = int(getattr(net, "receptive_radius_px", 0))
+        folder = Path(cache) if cache is not None else cache_dir() / "onnx"
+        self.path = folder / f"{_fingerprint(net)}.onnx"
+        if not self.path.is_file():
+            log.info("exporting the U-Net to ONNX once: %s", self.path)
+            _export(net, self.path)
+        self._model = self.path.read_bytes()
+        self._sessions: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, threads: int):
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                opts.log_severity_level = 3  # errors only
+                self._sessions[threads] = ort.InferenceSession(self._model, opts,
+                                                               providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (B, 1, H, W) float32 of ``x`` (B, 1, H, W)."""
+        session = self._session(max(1, torch.get_num_threads()))
+        return session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]

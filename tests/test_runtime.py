@@ -1,0 +1,89 @@
+"""The U-Net's CPU runtimes (stem2d.models.runtime): ONNX Runtime gives torch's map, the export is
+cached by content, and the rule picks torch for bf16."""
+
+import numpy as np
+import pytest
+import torch
+
+from stem2d.models import runtime
+from stem2d.models.loading import load_unet
+from stem2d.models.runtime import OnnxPixelNet, choose_runtime
+from stem2d.models.unet import UNet, fuse_batchnorm
+from stem2d.predict.pixelmap import predict_frame
+
+needs_ort = pytest.mark.skipif(not runtime.onnxruntime_available(), reason="onnxruntime/onnx not installed")
+
+
+def test_rule_picks_torch_for_bf16_and_gpus():
+    assert choose_runtime("torch", bf16=False) == "torch"
+    assert choose_runtime("auto", bf16=True) == "torch"
+    assert choose_runtime("auto", bf16=False, device_type="cuda") == "torch"
+    with pytest.raises(ValueError, match="runtime='fast'"):
+        choose_runtime("fast", bf16=False)
+    with pytest.raises(ValueError, match="fp32 on the CPU only"):
+        choose_runtime("onnxruntime", bf16=True)
+
+
+def test_rule_without_onnxruntime_installed(monkeypatch):
+    monkeypatch.setattr(runtime, "onnxruntime_available", lambda: False)
+    assert choose_runtime("auto", bf16=False) == "torch"
+    with pytest.raises(ValueError, match="pip install onnxruntime onnx"):
+        choose_runtime("onnxruntime", bf16=False)
+
+
+@needs_ort
+def test_bundled_unet_map_equals_torch(tmp_path):
+    """The whole-frame map and a tiled one: ONNX Runtime's probabilities are torch's (1e-4)."""
+    net = load_unet()
+    onnx_net = OnnxPixelNet(net, cache=tmp_path)
+    frame = np.random.default_rng(0).normal(100.0, 10.0, (200, 232)).astype(np.float32)
+    for tile in (None, 96):
+        ref = predict_frame(net, frame, tile=tile)
+        got = predict_frame(onnx_net, frame, tile=tile)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        assert np.abs(got - ref).max() < 1e-4
+
+
+@needs_ort
+def test_export_is_cached_by_content(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = fuse_batchnorm(UNet(channels=(4, 8)).eval())
+    first = OnnxPixelNet(net, cache=tmp_path)
+    assert first.path.is_file() and first.path.parent == tmp_path
+    with torch.no_grad():
+        net.head.bias += 1.0
+    changed = OnnxPixelNet(net, cache=tmp_path)              # new weights: a new file
+    assert changed.path != first.path and sorted(tmp_path.iterdir()) == sorted([first.path, changed.path])
+    x = np.random.default_rng(0).normal(size=(1, 1, 32, 32)).astype(np.float32)
+    assert np.allclose(changed.logits(x), first.logits(x) + 1.0, atol=1e-5)
+    calls = []
+    monkeypatch.setattr(runtime, "_export", lambda *a: calls.append(a))
+    again = OnnxPixelNet(net, cache=tmp_path)                # same weights: the file is reused
+    assert again.path == changed.path and calls == []
+
+
+@needs_ort
+def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    torch.manual_seed(1)
+    with pytest.raises(RuntimeError, match="exporter failed"):
+        OnnxPixelNet(fuse_batchnorm(UNet(channels=(4, 8)).eval()), cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_ort
+def test_threads_follow_the_calling_thread(tmp_path):
+    torch.manual_seed(2)
+    net = OnnxPixelNet(fuse_batchnorm(UNet(channels=(4, 8)).eval()), cache=tmp_path)
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            net.logits(x)
+        assert sorted(net._sessions) == [1, 2]
+    finally:
+        torch.set_num_threads(before)
