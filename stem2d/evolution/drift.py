@@ -24,13 +24,15 @@ import logging
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
+from scipy import fft as sp_fft
 
 log = logging.getLogger(__name__)
 
 
 def _spectrum(frame: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """FFT of a mean-subtracted, Hann-windowed frame (the window hides the frame edges)."""
-    return np.fft.fft2((frame - frame.mean()) * window)
+    """Half-plane FFT (``rfft2``) of a mean-subtracted, Hann-windowed frame (the window hides the
+    frame edges). A real frame's spectrum is Hermitian, so the half holds all of it at half the cost."""
+    return sp_fft.rfft2((frame - frame.mean()) * window)
 
 
 def _window(shape: tuple[int, int]) -> np.ndarray:
@@ -38,8 +40,9 @@ def _window(shape: tuple[int, int]) -> np.ndarray:
 
 
 def _bandpass(shape: tuple[int, int], lowpass_sigma_px: float, highpass_sigma_px: float) -> np.ndarray:
-    """Fourier-space Gaussian band-pass: smoothing by ``lowpass_sigma_px`` minus ``highpass_sigma_px``."""
-    f2 = np.fft.fftfreq(shape[0])[:, None] ** 2 + np.fft.fftfreq(shape[1])[None, :] ** 2
+    """Fourier-space Gaussian band-pass on the ``rfft2`` half plane of a frame of ``shape``:
+    smoothing by ``lowpass_sigma_px`` minus ``highpass_sigma_px``."""
+    f2 = np.fft.fftfreq(shape[0])[:, None] ** 2 + np.fft.rfftfreq(shape[1])[None, :] ** 2
     gain = np.exp(-2 * np.pi**2 * lowpass_sigma_px**2 * f2)
     if highpass_sigma_px > 0:
         gain = gain * (1.0 - np.exp(-2 * np.pi**2 * highpass_sigma_px**2 * f2))
@@ -47,20 +50,30 @@ def _bandpass(shape: tuple[int, int], lowpass_sigma_px: float, highpass_sigma_px
 
 
 def _upsampled_correlation(
-    prod: np.ndarray, centre: np.ndarray, upsample_factor: int
+    prod: np.ndarray, width: int, centre: np.ndarray, upsample_factor: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Correlation surface sampled at ``centre +- 1.5 px`` in steps of ``1/upsample_factor`` px."""
+    """Correlation surface sampled at ``centre +- 1.5 px`` in steps of ``1/upsample_factor`` px.
+
+    ``prod`` is the half-plane (``rfft2``) cross power of frames ``width`` px wide: each column
+    but the zero and Nyquist ones stands for itself and its Hermitian mirror, whose terms of the
+    inverse DFT are complex conjugates, so the real surface weights it twice.
+    """
     n = int(np.ceil(1.5 * upsample_factor))
     offsets = np.arange(-n, n + 1) / upsample_factor
     rows, cols = centre[0] + offsets, centre[1] + offsets
+    twice = np.full(prod.shape[1], 2.0)
+    twice[0] = 1.0
+    if width % 2 == 0:
+        twice[-1] = 1.0
     e_row = np.exp(2j * np.pi * np.outer(rows, np.fft.fftfreq(prod.shape[0])))
-    e_col = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(prod.shape[1]), cols))
-    return (e_row @ prod @ e_col).real, offsets
+    e_col = np.exp(2j * np.pi * np.outer(np.fft.rfftfreq(width), cols)) * twice[:, None]
+    return (e_row @ prod @ e_col).real / (prod.shape[0] * width), offsets
 
 
-def _pair_shift(prod: np.ndarray, max_step_px: float, upsample_factor: int) -> np.ndarray:
-    """Shift (row, col) in px of the moving frame relative to the reference, from their cross power."""
-    surface = np.fft.ifft2(prod).real
+def _pair_shift(prod: np.ndarray, width: int, max_step_px: float, upsample_factor: int) -> np.ndarray:
+    """Shift (row, col) in px of the moving frame relative to the reference, from their half-plane
+    cross power (frames ``width`` px wide)."""
+    surface = sp_fft.irfft2(prod, s=(prod.shape[0], width))
     h, w = surface.shape
     dr = np.fft.fftfreq(h, 1.0 / h)[:, None]
     dc = np.fft.fftfreq(w, 1.0 / w)[None, :]
@@ -69,7 +82,7 @@ def _pair_shift(prod: np.ndarray, max_step_px: float, upsample_factor: int) -> n
     coarse = np.array([dr[peak[0], 0], dc[0, peak[1]]], dtype=float)
     if upsample_factor <= 1:
         return coarse
-    fine, offsets = _upsampled_correlation(prod, coarse, upsample_factor)
+    fine, offsets = _upsampled_correlation(prod, width, coarse, upsample_factor)
     i, j = np.unravel_index(np.argmax(fine), fine.shape)
     return coarse + np.array([offsets[i], offsets[j]])
 
@@ -182,7 +195,8 @@ class DriftTracker:
             self._drift.append(np.zeros(2))
             return
         cur = _spectrum(frame, self._window)
-        step = _pair_shift(np.conj(self._prev) * cur * self._gain, self.max_step_px, self.upsample_factor)
+        step = _pair_shift(np.conj(self._prev) * cur * self._gain, frame.shape[1], self.max_step_px,
+                           self.upsample_factor)
         self._drift.append(self._drift[-1] + step)
         self._prev = cur
 
