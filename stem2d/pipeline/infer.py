@@ -64,7 +64,7 @@ def movie_settings(cfg: DictConfig) -> MovieSettings:
         evolve=bool(cfg.outputs.evolution),
         evolution=OmegaConf.to_container(cfg.evolution, resolve=True),
         video_fps=float(cfg.outputs.fps),
-        video_preset=str(cfg.outputs.get("video_preset", "superfast")),
+        video_preset=str(cfg.outputs.get("video_preset", "ultrafast")),
         progress=bool(cfg.outputs.progress),
     )
 

@@ -105,7 +105,7 @@ class MovieSettings:
     evolve: bool = True
     evolution: Mapping[str, Any] = field(default_factory=dict)
     video_fps: float = 10.0
-    video_preset: str = "superfast"
+    video_preset: str = "ultrafast"
     progress: bool = False
 
 
