@@ -87,3 +87,27 @@ def test_threads_follow_the_calling_thread(tmp_path):
         assert sorted(net._sessions) == [1, 2]
     finally:
         torch.set_num_threads(before)
+
+
+@needs_ort
+@pytest.mark.parametrize("ckpt", ["cam_cnn_ws2.ckpt", "cam_cnn_ws2_sites.ckpt"])
+def test_classifier_on_onnx_features_equals_torch(ckpt, tmp_path, monkeypatch):
+    """The movie loop's classifier with its feature body on ONNX Runtime: same classes, probabilities
+    and CAMs as torch (the site model through the projection onto the default names too)."""
+    from stem2d.classes import ClassSet
+    from stem2d.materials import get_material
+    from stem2d.models.loading import load_classifier, weights_dir
+    from stem2d.models.projected import project_classifier
+    from stem2d.predict.movie import _tile_classifier
+
+    monkeypatch.setenv("STEM2D_CACHE", str(tmp_path))
+    model = project_classifier(load_classifier(weights_dir() / ckpt), ClassSet.from_mapping(None),
+                               get_material("WS2"))
+    windows = np.random.default_rng(3).poisson(50.0, (7, 64, 64)).astype(np.float32)
+    windows[:, 28:36, 28:36] += 40.0
+    ref = _tile_classifier(model, 4, False, "torch")(windows)
+    got = _tile_classifier(model, 4, False, "onnxruntime")(windows)
+    assert list(tmp_path.rglob("*.onnx"))                    # it did run on ONNX Runtime
+    assert (got[0] == ref[0]).all()
+    for a, b in zip(got[1:], ref[1:]):
+        assert np.allclose(a, b, atol=1e-4, equal_nan=True)

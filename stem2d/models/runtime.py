@@ -17,6 +17,7 @@ file in ~10 ms. ONNX Runtime's outputs equal torch's within 1e-4 in logits.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RUNTIMES", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnxruntime_available"]
+__all__ = ["RUNTIMES", "OnnxModule", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnx_features",
+           "onnxruntime_available"]
 
 log = logging.getLogger(__name__)
 
@@ -77,65 +79,63 @@ def cache_dir() -> Path:
     return Path(base) / "stem2d"
 
 
-def _fingerprint(net: torch.nn.Module) -> str:
-    """Hash of the network's weights, its spec and the torch version (the export depends on all)."""
+def _fingerprint(module: torch.nn.Module) -> str:
+    """Hash of the module's architecture (its repr), weights and the torch version (the export
+    depends on all)."""
     h = hashlib.sha256()
-    spec = net.spec() if hasattr(net, "spec") else type(net).__name__
-    h.update(json.dumps([spec, torch.__version__, _OPSET], sort_keys=True, default=str).encode())
-    for name, t in sorted(net.state_dict().items()):
+    h.update(json.dumps([repr(module), torch.__version__, _OPSET]).encode())
+    for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
 
 
-def _export(net: torch.nn.Module, path: Path) -> None:
-    """Write ``net`` (B, 1, H, W) -> (B, 1, H, W) logits as ONNX with free batch and frame sizes
-    (written to a temporary name first: a failed export leaves no file that looks complete)."""
+def _export(module: torch.nn.Module, example: torch.Tensor, dynamic: dict[int, str], path: Path) -> None:
+    """Write ``module`` (one float32 tensor in, one out, free ``dynamic`` axes) as ONNX (to a
+    temporary name first: a failed export leaves no file that looks complete)."""
     import warnings
 
     import torch.onnx
 
-    m = int(getattr(net, "size_multiple", 1))
-    example = torch.zeros(1, 1, 4 * m, 4 * m)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         with warnings.catch_warnings():  # the TorchScript-based exporter warns that it is legacy
             warnings.simplefilter("ignore")
-            torch.onnx.export(net.float().eval(), example, str(tmp), input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
-                                            "logits": {0: "batch", 2: "height", 3: "width"}},
-                              opset_version=_OPSET, dynamo=False)
+            torch.onnx.export(module.float().eval(), example, str(tmp), input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": dynamic, "y": dynamic}, opset_version=_OPSET, dynamo=False)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-class OnnxPixelNet:
-    """A fully convolutional pixel network (a :class:`~stem2d.models.unet.UNet`) run by ONNX Runtime.
+class OnnxModule(torch.nn.Module):
+    """A torch module (one float32 tensor in, one out) run by ONNX Runtime on the CPU, in fp32.
 
-    ``logits(x)`` maps standardised frames (B, 1, H, W) float32 to logits (B, 1, H, W). It keeps
-    ``size_multiple`` and ``receptive_radius_px`` of the network, so
-    :func:`stem2d.predict.pixelmap.predict_frame` tiles and stitches it like the torch network.
-    One ONNX Runtime session per thread count: each calling thread runs with the torch thread
-    count it has set (the movie loop's ``threads``).
+    Exported once to ``<cache>/<hash>.onnx`` (see the module docstring). One ONNX Runtime
+    session per thread count: each calling thread runs with the torch thread count it has set
+    (the movie loop's ``threads``).
 
     Parameters
     ----------
-    net : torch.nn.Module
-        In eval mode, on the CPU.
+    module : torch.nn.Module
+        In eval mode, on the CPU; not changed.
+    example : Tensor
+        An input of the right rank (float32); its size along the ``dynamic`` axes is free.
+    dynamic : dict of int to str
+        The input's (and output's) free axes, e.g. ``{0: "batch"}``.
     cache : path, optional
         Folder of the exported graphs; default ``cache_dir() / "onnx"``.
     """
 
-    def __init__(self, net: torch.nn.Module, *, cache: str | Path | None = None):
-        self.size_multiple = int(getattr(net, "size_multiple", 1))
-        self.receptive_radius_px = int(getattr(net, "receptive_radius_px", 0))
+    def __init__(self, module: torch.nn.Module, *, example: torch.Tensor, dynamic: dict[int, str],
+                 cache: str | Path | None = None):
+        super().__init__()
         folder = Path(cache) if cache is not None else cache_dir() / "onnx"
-        self.path = folder / f"{_fingerprint(net)}.onnx"
+        self.path = folder / f"{_fingerprint(module)}.onnx"
         if not self.path.is_file():
-            log.info("exporting the U-Net to ONNX once: %s", self.path)
-            _export(net, self.path)
+            log.info("exporting %s to ONNX once: %s", type(module).__name__, self.path)
+            _export(module, example, dynamic, self.path)
         self._model = self.path.read_bytes()
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
@@ -154,7 +154,45 @@ class OnnxPixelNet:
                                                                providers=["CPUExecutionProvider"])
             return self._sessions[threads]
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits (B, 1, H, W) float32 of ``x`` (B, 1, H, W)."""
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The module's output for ``x`` (numpy in, numpy float32 out)."""
         session = self._session(max(1, torch.get_num_threads()))
         return session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or (torch.is_autocast_enabled("cpu") and x.dtype != torch.float32):
+            raise ValueError(f"OnnxModule runs float32 CPU tensors only, got {x.dtype} on {x.device}")
+        return torch.from_numpy(self.run(x.detach().float().numpy()))
+
+
+class OnnxPixelNet(OnnxModule):
+    """A fully convolutional pixel network (a :class:`~stem2d.models.unet.UNet`) on ONNX Runtime.
+
+    ``logits(x)`` maps standardised frames (B, 1, H, W) float32 to logits (B, 1, H, W). It keeps
+    ``size_multiple`` and ``receptive_radius_px`` of the network, so
+    :func:`stem2d.predict.pixelmap.predict_frame` tiles and stitches it like the torch network.
+    """
+
+    def __init__(self, net: torch.nn.Module, *, cache: str | Path | None = None):
+        m = int(getattr(net, "size_multiple", 1))
+        super().__init__(net, example=torch.zeros(1, 1, 4 * m, 4 * m),
+                         dynamic={0: "batch", 2: "height", 3: "width"}, cache=cache)
+        self.size_multiple = m
+        self.receptive_radius_px = int(getattr(net, "receptive_radius_px", 0))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (B, 1, H, W) float32 of ``x`` (B, 1, H, W)."""
+        return self.run(x)
+
+
+def onnx_features(net: torch.nn.Module, *, tile_size_px: int, cache: str | Path | None = None) -> torch.nn.Module:
+    """A copy of a CAM classifier network (CamNet, SeedCNN: ``features = body(x)``) whose feature
+    body runs on ONNX Runtime; pooling, head and CAM stay in torch. For fp32 CPU prediction."""
+    body = getattr(net, "body", None)
+    if not isinstance(body, torch.nn.Module):
+        raise ValueError(f"onnx_features: {type(net).__name__} has no feature body to export")
+    out = copy.copy(net)  # shallow: the head is shared, the body replaced in the copy only
+    out._modules = dict(net._modules)
+    out._modules["body"] = OnnxModule(body, example=torch.zeros(2, 1, tile_size_px, tile_size_px),
+                                      dynamic={0: "batch"}, cache=cache)
+    return out

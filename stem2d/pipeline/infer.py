@@ -57,6 +57,7 @@ def movie_settings(cfg: DictConfig) -> MovieSettings:
         column_z=float(cfg.classify.column_z),
         columns=bool(cfg.outputs.columns),
         bf16=cfg.classify.bf16,
+        runtime=str(cfg.classify.get("runtime", "auto")),
         threads=int(cfg.get("threads") or 1),
         prefetch=int(cfg.get("prefetch", 1)),
         match_dist_A=float(cfg.score.match_dist_A),

@@ -144,6 +144,7 @@ INFER: tuple[Check, ...] = (
     integer("prefetch",                                     ge=0, le=8),
     integer("classify.batch_size",                          ge=1),
     choice("classify.bf16",                                 "auto", True, False),
+    choice("classify.runtime",                              "auto", "torch", "onnxruntime"),
     boolean("classify.check_classes"),
     choice("classify.unconfirmed",                          "unknown", "drop", "relabel"),
     boolean("classify.evidence"),

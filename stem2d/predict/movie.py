@@ -65,6 +65,9 @@ class MovieSettings:
         Keep every quantified column of every frame (``columns.csv``; large for long movies).
     bf16 : bool or "auto"
         Classifier under bf16 autocast; "auto" = on a CPU with native bf16, or a GPU.
+    runtime : {"auto", "torch", "onnxruntime"}
+        Where an fp32 classifier runs on the CPU (:func:`stem2d.models.runtime.choose_runtime`):
+        its feature body on ONNX Runtime when installed (auto), pooling, head and CAM in torch.
     threads : int
         Torch and BLAS threads of each thread of the frame loop.
     prefetch : int
@@ -98,6 +101,7 @@ class MovieSettings:
     column_z: float = 4.0
     columns: bool = False
     bf16: bool | str = "auto"
+    runtime: str = "auto"
     threads: int = 1
     prefetch: int = 1
     match_dist_A: float = 1.5
@@ -172,13 +176,20 @@ class _Timer:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def _tile_classifier(model, batch_size: int, bf16: bool):
+def _tile_classifier(model, batch_size: int, bf16: bool, runtime: str = "auto"):
     """``windows -> (labels, probs, cams, cam_pos)`` with the classifier's BatchNorms folded into
-    its convolutions (same outputs to float32 rounding, ~20 % faster on CPU)."""
+    its convolutions (same outputs to float32 rounding, ~20 % faster on CPU), its feature body on
+    ONNX Runtime where ``runtime`` picks it (:func:`stem2d.models.runtime.choose_runtime`)."""
+    from stem2d.models.runtime import choose_runtime, onnx_features
     from stem2d.models.unet import fuse_batchnorm
     from stem2d.predict.classify import classify_tiles
 
     model = fuse_batchnorm(model)
+    how = choose_runtime(runtime, bf16=bf16, device_type=model.device.type)
+    if how == "onnxruntime":
+        inner = getattr(model, "site_model", model)  # a projected classifier runs its site model
+        inner.net = onnx_features(inner.net, tile_size_px=int(inner.hparams.tile_size_px))
+    log.info("classifier: %s, %s", how, "bf16 autocast" if bf16 else "fp32")
 
     def classify(windows: np.ndarray):
         r = classify_tiles(model, windows, batch_size=batch_size, bf16=bf16)
@@ -274,7 +285,7 @@ def analyze_movie(
     class_names = tuple(classifier.class_names)
     bf16 = use_bf16(settings.bf16, device_type=classifier.device.type)
     step_classes = _class_set(classes, class_names)
-    step = FrameStep(detector, _tile_classifier(classifier, int(settings.batch_size), bf16),
+    step = FrameStep(detector, _tile_classifier(classifier, int(settings.batch_size), bf16, settings.runtime),
                      class_names=class_names, classes=step_classes, material=material,
                      pixel_size_A=scale.pixel_size_A, unconfirmed=settings.unconfirmed,
                      evidence=settings.evidence, check_evidence=settings.check_evidence,
