@@ -132,20 +132,28 @@ def _frames_rate(cfg: BenchConfig) -> float:
     return _sweep_rate(movie.frames.__getitem__, len(movie.frames))
 
 
+#: Both networks in fp32 (on ONNX Runtime where installed: ``runtime: auto``).
+FP32 = ("classify.bf16=false", "detector.bf16=false")
 #: The frame loop as the issue times it (read, resample, U-Net, classify, drift, overlay, video),
 #: in fp32, with the column quantification of the evidence step switched off.
-E2E_FP32 = ("classify.bf16=false", "classify.evidence=false", "classify.column_candidates=false")
-#: Git revision whose code the "before" column runs (main when the session that made column
-#: evidence cheap and prediction Lightning-free started, issue #16).
-BEFORE_REV = "1f7e1ae"
-#: Variants run side by side in one benchmark: (label, overrides, code). ``code`` "before" runs
-#: the checkout of :data:`BEFORE_REV` (its defaults), "now" this one.
-E2E_VARIANTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    (f"before ({BEFORE_REV}): defaults", (), "before"),
-    ("now: defaults", (), "now"),
-    ("now: defaults in fp32", ("classify.bf16=false",), "now"),
-    ("now: column evidence off, fp32", E2E_FP32, "now"),
-    ("now: evidence off, fp32, serial loop", (*E2E_FP32, "prefetch=0", "outputs.video_preset=medium"), "now"),
+E2E_FP32 = (*FP32, "classify.evidence=false", "classify.column_candidates=false")
+#: Git revisions whose code the "before" columns run: main when session 4 of issue #16 started
+#: (column evidence made cheaper, prediction Lightning-free) and when session 5 started (ONNX
+#: Runtime, cheaper drift, column quantification and video).
+BEFORE_REVS = ("1f7e1ae", "c116767")
+#: Environment that makes torch, oneDNN, MKL, OpenBLAS and numpy use AVX2 kernels only, as on
+#: the CPUs of most laptops (ONNX Runtime's kernels are not capped by it).
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+#: Variants run side by side in one benchmark: (label, overrides, code, environment). ``code`` a
+#: revision of :data:`BEFORE_REVS` runs that checkout (its defaults), "now" this one.
+E2E_VARIANTS: tuple[tuple[str, tuple[str, ...], str, dict], ...] = (
+    *((f"before ({rev}): defaults", (), rev, {}) for rev in BEFORE_REVS),
+    ("now: defaults", (), "now", {}),
+    ("now: defaults in fp32", FP32, "now", {}),
+    ("now: fp32, torch only", (*FP32, "classify.runtime=torch", "detector.runtime=torch"), "now", {}),
+    ("now: defaults, AVX2 kernels", (), "now", AVX2_ENV),
+    ("now: column evidence off, fp32", E2E_FP32, "now", {}),
 )
 
 
@@ -166,14 +174,16 @@ def e2e_movie(cfg: BenchConfig, work: Path) -> Path:
 
 
 def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, movie: Path, run_dir: Path,
-               overrides: Sequence[str] = (), *, checkout: Path | None = None) -> tuple[dict, float]:
+               overrides: Sequence[str] = (), *, checkout: Path | None = None,
+               env: dict | None = None) -> tuple[dict, float]:
     """``python infer.py movie=<movie>`` (overlay video on, no evolution or TensorBoard): its
     summary and the wall time of the command.
 
     A subprocess when ``cfg.e2e_subprocess`` (its peak memory and start-up are then the CLI's
     alone; ``summary["first_frame_s"]`` is the time from process start to the first analysed
     frame), else ``run_movie`` in this process. ``checkout``: run that source tree's
-    ``infer.py`` and package instead of this one (a subprocess only).
+    ``infer.py`` and package instead of this one; ``env``: extra environment variables (both in
+    a subprocess only).
     """
     ov = [*movies.model_overrides(ckpts), f"movie={movies.quote(movie)}", "outputs.video=true",
           "outputs.evolution=false", "outputs.tensorboard=false", "outputs.progress=false", *overrides]
@@ -181,15 +191,15 @@ def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, movie: Path, run_dir: Path,
         ov.append(f"detector.tile_size_px={int(cfg.detect_tile_px)}")
     start = time.perf_counter()
     if not cfg.e2e_subprocess:
-        if checkout is not None:
-            raise ValueError("end_to_end: another checkout runs only as a subprocess (e2e_subprocess)")
+        if checkout is not None or env:
+            raise ValueError("end_to_end: another checkout or environment runs only as a subprocess (e2e_subprocess)")
         summary = movies.run(cfg, ov, run_dir=run_dir, quiet=False)
         return summary, time.perf_counter() - start
     root = cfg.conf_dir.parent if checkout is None else Path(checkout)
     script = root / "infer.py"
     if not script.is_file():
         raise FileNotFoundError(f"{str(script)!r} does not exist (the benchmark runs from a source checkout)")
-    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, **(env or {}), **({} if checkout is None else {"PYTHONPATH": str(root)})}
     # GNU time reports the command's own peak RSS for every checkout alike (ru_maxrss read inside
     # a process started by this large one counts this one's memory too: Linux, fork before exec)
     timer = ["/usr/bin/time", "-f", f"{_MAXRSS}%M"] if Path("/usr/bin/time").is_file() else []
@@ -209,15 +219,15 @@ def end_to_end(cfg: BenchConfig, ckpts: Checkpoints, movie: Path, run_dir: Path,
 _MAXRSS = "STEM2D_MAXRSS_KB="
 
 
-def before_checkout(cfg: BenchConfig, work: Path) -> Path | None:
-    """The source tree of :data:`BEFORE_REV` exported into ``work`` (``git archive``), or None
+def before_checkout(cfg: BenchConfig, work: Path, rev: str) -> Path | None:
+    """The source tree of revision ``rev`` exported into ``work`` (``git archive``), or None
     (logged) when this is not a git checkout that has it."""
     repo = cfg.conf_dir.parent
-    dest = work / f"before_{BEFORE_REV}"
+    dest = work / f"before_{rev}"
     try:
-        archive = subprocess.run(["git", "-C", str(repo), "archive", BEFORE_REV], check=True, capture_output=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as err:
-        log.warning("speed: no checkout of %s for the 'before' column (%s)", BEFORE_REV, err)
+        log.warning("speed: no checkout of %s for the 'before' column (%s)", rev, err)
         return None
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
@@ -291,18 +301,23 @@ def _model_rows(t: Table, cfg: BenchConfig, ckpts: Checkpoints, raw: np.ndarray,
 def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     """Frames/s and the per-stage profile of the frame loop for every :data:`E2E_VARIANTS`, run
     interleaved ``cfg.e2e_repeats`` times (the best of each is kept: the machine may be shared).
-    The "before" variant needs a subprocess and a git checkout; without them it is left out."""
+    The "before" variants need a subprocess and a git checkout, the AVX2 one a subprocess; without
+    them they are left out."""
     h, w = cfg.frame_shape
     how = "`python infer.py` (subprocess)" if cfg.e2e_subprocess else "`run_movie` (in the benchmark process)"
-    before = before_checkout(cfg, work) if cfg.e2e_subprocess else None
-    variants = [v for v in E2E_VARIANTS if v[2] == "now" or before is not None]
-    labels = [label for label, _, _ in variants]
+    before = {rev: before_checkout(cfg, work, rev) if cfg.e2e_subprocess else None for rev in BEFORE_REVS}
+    variants = [v for v in E2E_VARIANTS if (v[2] == "now" and (cfg.e2e_subprocess or not v[3]))
+                or before.get(v[2]) is not None]
+    labels = [label for label, *_ in variants]
     t = Table(f"**End to end**: {how} on a {cfg.e2e_frames}-frame {h}x{w} px synthetic movie read from a TIFF "
               f"(seed {cfg.seed}, dose {cfg.default_dose_e_per_A2:g} e/A^2, detector unet, overlay video on, no "
               f"evolution), conf/infer.yaml's `threads` per loop thread, load average "
               f"{os.getloadavg()[0]:.2f} at the start; best of {cfg.e2e_repeats} interleaved runs each. "
-              f"'before' runs the code of commit {BEFORE_REV} (its defaults), the others this checkout; defaults "
-              "have column evidence on and `classify.bf16: auto`. Stage rows "
+              f"'before' columns run the code of commits {' and '.join(BEFORE_REVS)} (their defaults), the others "
+              "this checkout; defaults have column evidence on and `bf16: auto` for both networks (bf16 autocast "
+              "where the CPU has it natively, else fp32 on ONNX Runtime); 'AVX2 kernels' caps torch, oneDNN, MKL, "
+              "OpenBLAS and numpy at AVX2 (environment variables; ONNX Runtime is not capped), so the rule "
+              "picks fp32 there as on an AVX2 laptop. Stage rows "
               "are seconds per frame of wall time in the thread that ran the stage (with the prefetch thread, "
               "read, resample and detect overlap the rest, so stages do not add up to the loop).",
               ["what", *labels, "unit"])
@@ -312,9 +327,9 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     movie = e2e_movie(cfg, work)
     best: dict[str, tuple[dict, float]] = {}
     for rep in range(cfg.e2e_repeats):
-        for k, (label, overrides, code) in enumerate(variants):
+        for k, (label, overrides, code, env) in enumerate(variants):
             summary, wall = end_to_end(cfg, ckpts, movie, work / f"e2e_{k}_{rep}", overrides,
-                                       checkout=before if code == "before" else None)
+                                       checkout=before.get(code), env=env)
             if label not in best or (summary["frames_per_s"] or 0) > (best[label][0]["frames_per_s"] or 0):
                 best[label] = (summary, wall)
     runs = [best[label] for label in labels]
@@ -341,7 +356,7 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
 
 #: End-to-end variants of the large-frame table (labels and overrides).
 LARGE_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("defaults", ()), ("column evidence off", ("classify.evidence=false",)))
+    ("defaults", ()), ("defaults in fp32", FP32), ("column evidence off, fp32", E2E_FP32))
 
 
 def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
