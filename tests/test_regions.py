@@ -101,3 +101,18 @@ def test_calibration_report_on_a_simulated_frame():
     text = " ".join(r["warnings"])
     for word in ("probe FWHM", "Z exponent", "scan distortion", "clean lattice"):
         assert word in text
+
+
+def test_median_on_the_labelled_box_equals_the_whole_frame_median():
+    from scipy import ndimage
+
+    from stem2d.predict.regions import _median3_where_labelled
+
+    rng = np.random.default_rng(0)
+    for shape, box in [((40, 50), (slice(10, 20), slice(5, 30))), ((30, 30), (slice(0, 6), slice(25, 30))),
+                       ((16, 24), (slice(0, 16), slice(0, 24)))]:
+        labels = np.zeros(shape, np.uint8)
+        labels[box] = rng.integers(0, 5, labels[box].shape)
+        assert np.array_equal(_median3_where_labelled(labels), ndimage.median_filter(labels, size=3))
+    empty = np.zeros((8, 8), np.uint8)
+    assert np.array_equal(_median3_where_labelled(empty), empty)

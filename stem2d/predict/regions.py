@@ -166,7 +166,22 @@ def _paint(region: np.ndarray, pos: np.ndarray, shape: tuple[int, int], *, reach
         d, idx = spatial.cKDTree(pos).query(np.stack([rows[r], cols[c]], axis=1))
         coarse[r, c] = np.where(d <= reach_px, region[idx], 0)
     full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
-    return ndimage.median_filter(full, size=3) if step == 1 else full
+    return _median3_where_labelled(full) if step == 1 else full
+
+
+def _median3_where_labelled(labels: np.ndarray) -> np.ndarray:
+    """``ndimage.median_filter(labels, size=3)`` computed on the bounding box of the labelled
+    (non-zero) pixels only: outside it every 3 x 3 neighbourhood holds at most 3 labelled pixels,
+    so its median is 0 as before (the box is filtered with a 2 px margin, so its pixels see their
+    true neighbours, or the frame's reflected edge where the box reaches it)."""
+    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
+    if len(rows) == 0:
+        return labels
+    r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, labels.shape[0])
+    c0, c1 = max(cols[0] - 2, 0), min(cols[-1] + 3, labels.shape[1])
+    out = np.zeros_like(labels)
+    out[r0:r1, c0:c1] = ndimage.median_filter(labels[r0:r1, c0:c1], size=3)
+    return out
 
 
 def _near_grid(points: np.ndarray, shape: tuple[int, int], step: int, reach_px: float) -> np.ndarray:
