@@ -162,3 +162,46 @@ def test_real_mos2_frame_ratio_is_physical():
     # incoherent Z^1.7 contrast: Mo / S2 = 2.6
     assert 2.0 < q.ratio_metal_chalcogen < 3.2
     assert len(q.sites("metal")) > 500
+
+
+def _drifted_pair():
+    """Two frames of one lattice a few px apart (drift), with their own noise."""
+    cols = _lattice()
+    moved = Columns(cols.pos_A + [0.9, -1.4], cols.site, cols.atoms)
+    return _frame(cols, rng=1), _frame(moved, rng=2)
+
+
+def test_basis_hint_skips_the_bragg_search_and_keeps_the_fit(monkeypatch):
+    from stem2d.lattice import columns as C
+
+    first, second = _drifted_pair()
+    hint = C.fit_lattice(first, material=WS2, pixel_size_A=PS).basis
+    full = quantify_columns(second, material=WS2, pixel_size_A=PS)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the Bragg search ran although the hint fits")
+
+    monkeypatch.setattr(C, "_reciprocal_lattice", no_search)
+    hinted = quantify_columns(second, material=WS2, pixel_size_A=PS, basis_hint=hint)
+    # the same basis to a small fraction of a DFT bin, and the same table
+    assert np.abs(hinted.lattice.basis - full.lattice.basis).max() * SHAPE[0] < 1e-3
+    a, b = full.table, hinted.table
+    assert (a["sublattice"] == b["sublattice"]).all() and (a[["i", "j"]] == b[["i", "j"]]).all().all()
+    assert np.abs(a[["row", "col"]].to_numpy() - b[["row", "col"]].to_numpy()).max() < 1e-3
+    assert np.abs(a["intensity_rel"] - b["intensity_rel"]).max() < 1e-4
+
+
+def test_a_hint_that_does_not_fit_falls_back_to_the_search():
+    first, second = _drifted_pair()
+    full = quantify_columns(second, material=WS2, pixel_size_A=PS)
+    basis = full.lattice.basis
+    turn = np.radians(4.0)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    second_ring = np.stack([basis[0] + basis[1], 2 * basis[1] - basis[0]])  # 30 degrees off, sqrt(3) longer
+    for wrong in (basis @ rot.T, basis * 1.03, second_ring):  # 1.6, 0.7 bins off; another ring
+        again = quantify_columns(second, material=WS2, pixel_size_A=PS, basis_hint=wrong)
+        assert again.table.equals(full.table)
+    # a hint does not make a lattice out of noise: the search still refuses it
+    with pytest.raises(ValueError, match="no hexagonal lattice"):
+        quantify_columns(np.random.default_rng(0).random((128, 128)), material=WS2, pixel_size_A=PS,
+                         basis_hint=basis)

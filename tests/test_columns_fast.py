@@ -137,14 +137,22 @@ def test_quantification_in_small_chunks_equals_one_chunk(monkeypatch):
     np.testing.assert_allclose(chunked.lattice.motif, whole.lattice.motif, rtol=1e-12)
 
 
-def test_column_cache_worker_gives_the_synchronous_result():
+def test_column_cache_worker_gives_the_synchronous_result(monkeypatch):
     from stem2d.predict.column_candidates import ColumnCache
 
     ws2 = get_material("WS2")
     cols = mx2_columns(ws2, extent_A=(36.0, 39.0), rotation_deg=11.0)
     frames = [acquire(render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe()), pixel_size_A=0.3,
                       acq=Acquisition(dose_e_per_A2=5e4), rng=k) for k in range(2)]
-    ref = [C.quantify_columns(f, material=ws2, pixel_size_A=0.3).table for f in frames]
+    # each frame's lattice fit starts from the basis of the frame handed to the cache before it
+    ref, hint = [], None
+    for f in frames:
+        q = C.quantify_columns(f, material=ws2, pixel_size_A=0.3, basis_hint=hint)
+        ref.append(q.table)
+        hint = q.lattice.basis
+    searches = []
+    search = C._reciprocal_lattice
+    monkeypatch.setattr(C, "_reciprocal_lattice", lambda *a, **k: searches.append(1) or search(*a, **k))
     cache = ColumnCache(material=ws2, pixel_size_A=0.3, size=2)
     try:
         for f in frames:
@@ -156,6 +164,7 @@ def test_column_cache_worker_gives_the_synchronous_result():
     finally:
         cache.close()
     assert cache(frames[0]).table.equals(ref[0])  # still served after the worker stopped
+    assert len(searches) == 1  # the second frame started from the first one's basis
 
 
 def test_large_frames_are_quantified_when_asked_not_in_the_worker(monkeypatch):

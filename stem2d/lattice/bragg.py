@@ -18,20 +18,64 @@ def _reciprocal_lattice(img: np.ndarray, *, material: Material, pixel_size_A: fl
                         max_freq: float) -> np.ndarray:
     """Bragg vectors ``h g1 + k g2`` (cycles/px, (row, col)) with ``0 < |g| <= max_freq``, one
     of each Friedel pair, and the basis g1, g2 of the measured first ring."""
-    expected = material.d100_A / pixel_size_A
-    period, angle = measure_lattice_period(img, min_period_px=max(expected / 1.25, 2.1),
-                                           max_period_px=expected * 1.25)
+    lo, hi = _period_band(material, pixel_size_A)
+    period, angle = measure_lattice_period(img, min_period_px=lo, max_period_px=hi)
     basis = []
     for rot in (0.0, 60.0):
         t = np.radians(angle + rot)
         basis.append(np.array([np.sin(t), np.cos(t)]) / period)
     g1, g2 = basis
-    n = int(np.ceil(max_freq * period * 2)) + 1
+    return _lattice_vectors(g1, g2, max_freq), g1, g2
+
+
+def _period_band(material: Material, pixel_size_A: float) -> tuple[float, float]:
+    """Periods (px) where the first Bragg ring of ``material`` is searched: +-25 % of its d100."""
+    expected = material.d100_A / pixel_size_A
+    return max(expected / 1.25, 2.1), expected * 1.25
+
+
+def _lattice_vectors(g1: np.ndarray, g2: np.ndarray, max_freq: float) -> np.ndarray:
+    """Reciprocal lattice vectors ``h g1 + k g2`` with ``0 < |g| <= max_freq``, one of each
+    Friedel pair, (N, 2)."""
+    n = int(np.ceil(max_freq / min(np.hypot(*g1), np.hypot(*g2)) * 2)) + 1
     h, k = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
     g = h.ravel()[:, None] * g1 + k.ravel()[:, None] * g2
     radius = np.hypot(g[:, 0], g[:, 1])
     half = (g[:, 0] > 1e-12) | ((np.abs(g[:, 0]) <= 1e-12) & (g[:, 1] > 0))
-    return g[half & (radius > 0) & (radius <= max_freq)], g1, g2
+    return g[half & (radius > 0) & (radius <= max_freq)]
+
+
+def _hinted_basis(img: np.ndarray, hint: np.ndarray, *, material: Material, pixel_size_A: float,
+                  max_freq: float, min_peak_ratio: float = 8.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The basis refined (:func:`_refine_basis`) from ``hint`` (another frame's (g1, g2), e.g.
+    the previous frame of a movie) instead of a search of the whole spectrum, or None when the
+    hint does not fit this frame.
+
+    It fits when its ring is in the band the search would look in (:func:`_period_band`), each
+    first-ring reflection has its |DFT| maximum inside the refinement grid around the hinted
+    frequency and at least ``min_peak_ratio`` times the background of the ring (the |DFT|
+    midway between the reflections, 30 degrees off them), the test of
+    :func:`~stem2d.lattice.scale.measure_lattice_period`; and the refined basis lies within half
+    a DFT bin of the hint.
+    """
+    g1, g2 = (np.asarray(v, dtype=np.float64) for v in hint)
+    lo, hi = _period_band(material, pixel_size_A)
+    if not all(lo <= 1.0 / np.hypot(*v) <= hi for v in (g1, g2, g2 - g1)):
+        return None
+    g = _lattice_vectors(g1, g2, max_freq)
+    g = g[np.hypot(g[:, 0], g[:, 1]) <= _REFINE_ORDER * np.hypot(*g1)]
+    t = np.arctan2(g1[0], g1[1]) + np.radians([30.0, 90.0, 150.0])
+    probes = np.hypot(*g1) * np.stack([np.sin(t), np.cos(t)], axis=1)
+    found, amps, inside, mags = _reflection_peaks(img, np.concatenate([g, probes]))
+    hk = np.rint(g @ np.linalg.inv(np.stack([g1, g2]))).astype(int)
+    ring = np.abs(hk).max(axis=1) + (hk[:, 0] * hk[:, 1] > 0) == 1  # (1, 0), (0, 1), (1, -1)
+    background = float(np.median(mags[len(g):]))
+    if not (inside[:len(g)][ring].all() and amps[:len(g)][ring].min() >= min_peak_ratio * background):
+        return None
+    new = _fit_basis(hk, found[:len(g)], amps[:len(g)])
+    if (np.abs(new - np.stack([g1, g2])) * img.shape > 0.5).any():
+        return None
+    return new[0], new[1]
 
 
 def _refine_basis(img: np.ndarray, g: np.ndarray, g1: np.ndarray, g2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,10 +85,30 @@ def _refine_basis(img: np.ndarray, g: np.ndarray, g1: np.ndarray, g2: np.ndarray
     (Hann-windowed frame, parabolic vertex); high orders pin the basis down ``order`` times
     more precisely than the first ring, so even drift-sheared lattices are followed exactly.
     """
-    n_r, n_c = img.shape
-    win = (img - img.mean()) * np.outer(np.hanning(n_r), np.hanning(n_c))
     g = g[np.hypot(g[:, 0], g[:, 1]) <= _REFINE_ORDER * np.hypot(*g1)]
     hk = np.rint(g @ np.linalg.inv(np.stack([g1, g2]))).astype(int)
+    found, amps, _, _ = _reflection_peaks(img, g)
+    basis = _fit_basis(hk, found, amps)
+    return basis[0], basis[1]
+
+
+def _fit_basis(hk: np.ndarray, found: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    """(2, 2) basis whose ``hk`` multiples best fit the reflections ``found`` (least squares
+    weighted by sqrt amplitude, over those of at least 5 % of the strongest)."""
+    strong = amps >= 0.05 * amps.max()
+    w = np.sqrt(amps[strong])[:, None]
+    basis, *_ = np.linalg.lstsq(hk[strong] * w, found[strong] * w, rcond=None)
+    return basis
+
+
+def _reflection_peaks(img: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sub-bin |DFT| maximum near each frequency of ``g`` (N, 2), on a grid of +-0.6 bin.
+
+    Returns the maxima (N, 2) cycles/px, their magnitudes (N,), whether each lies inside the
+    grid (N,) bool (not on its edge), and the grid magnitudes (N, 9, 9).
+    """
+    n_r, n_c = img.shape
+    win = (img - img.mean()) * np.outer(np.hanning(n_r), np.hanning(n_c))
     steps = np.linspace(-0.6, 0.6, 9)
     fy = g[:, :1] + steps / n_r  # (n_g, 9) fine frequencies of every reflection
     fx = g[:, 1:] + steps / n_c
@@ -54,20 +118,17 @@ def _refine_basis(img: np.ndarray, g: np.ndarray, g1: np.ndarray, g2: np.ndarray
     half = _real_left(ey) @ win
     rowft = (half[:len(ey)] + 1j * half[len(ey):]).reshape(len(g), len(steps), n_c)
     mags = np.abs(np.matmul(rowft, ex.transpose(0, 2, 1)))  # (n_g, 9, 9)
-    found, amps = [], []
+    found, amps, inside = [], [], []
     for mag, fyi, fxi in zip(mags, fy, fx):
         iy, ix = np.unravel_index(np.argmax(mag), mag.shape)
+        inside.append(0 < iy < len(steps) - 1 and 0 < ix < len(steps) - 1)
         iy, ix = min(max(iy, 1), len(steps) - 2), min(max(ix, 1), len(steps) - 2)
         lm = np.log(mag + 1e-300)
         dy = _vertex(lm[iy - 1:iy + 2, ix]) * (steps[1] - steps[0])
         dx = _vertex(lm[iy, ix - 1:ix + 2]) * (steps[1] - steps[0])
         found.append((fyi[iy] + dy / n_r, fxi[ix] + dx / n_c))
         amps.append(mag[iy, ix])
-    found, amps = np.array(found), np.array(amps)
-    strong = amps >= 0.05 * amps.max()
-    w = np.sqrt(amps[strong])[:, None]
-    basis, *_ = np.linalg.lstsq(hk[strong] * w, found[strong] * w, rcond=None)
-    return basis[0], basis[1]
+    return np.array(found), np.array(amps), np.array(inside, dtype=bool), mags
 
 
 def _vertex(v: np.ndarray) -> float:

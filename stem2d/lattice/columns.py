@@ -34,7 +34,7 @@ from skimage.restoration import unwrap_phase
 from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice import _patches as P
 from stem2d.lattice._frame import check_frame
-from stem2d.lattice.bragg import _reciprocal_lattice, _refine_basis
+from stem2d.lattice.bragg import _hinted_basis, _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
 
 __all__ = ["SUBLATTICES", "ColumnQuantification", "LatticeFit", "fit_lattice", "quantify_columns"]
@@ -127,6 +127,7 @@ def fit_lattice(
     material: Material,
     pixel_size_A: float,
     resolution_A: float | None = None,
+    basis_hint: np.ndarray | None = None,
 ) -> LatticeFit:
     """Fit the local (distortion-following) honeycomb lattice of an MX2 frame.
 
@@ -143,6 +144,11 @@ def fit_lattice(
     resolution_A : float or None, keyword-only
         Spatial resolution of the displacement field (the inverse width of the geometric-phase
         mask); None: 2.5 lattice constants.
+    basis_hint : ndarray, (2, 2), optional, keyword-only
+        The basis of another frame of the same lattice (e.g. the previous frame of a movie):
+        refined on this frame instead of searching its whole spectrum for the first Bragg ring;
+        the search still runs when the hint does not fit (first-ring reflections not found
+        within half a DFT bin of it, or weaker than the search would accept).
 
     Returns
     -------
@@ -156,10 +162,15 @@ def fit_lattice(
     img = check_frame(frame)
     if not pixel_size_A > 0:
         raise ValueError(f"pixel_size_A must be > 0, got {pixel_size_A}")
+    max_freq = min(0.45, 2.2 * pixel_size_A / material.d100_A)
     with single_thread_blas():
-        g, g1, g2 = _reciprocal_lattice(img, material=material, pixel_size_A=pixel_size_A,
-                                        max_freq=min(0.45, 2.2 * pixel_size_A / material.d100_A))
-        g1, g2 = _refine_basis(img, g, g1, g2)
+        hinted = None if basis_hint is None else _hinted_basis(
+            img, basis_hint, material=material, pixel_size_A=pixel_size_A, max_freq=max_freq)
+        if hinted is None:
+            g, g1, g2 = _reciprocal_lattice(img, material=material, pixel_size_A=pixel_size_A, max_freq=max_freq)
+            g1, g2 = _refine_basis(img, g, g1, g2)
+        else:
+            g1, g2 = hinted
     basis = np.stack([g1, g2])
     resolution_px = (2.5 * material.a_A if resolution_A is None else resolution_A) / pixel_size_A
     rows, cols = np.arange(img.shape[0])[:, None], np.arange(img.shape[1])[None, :]
@@ -196,6 +207,7 @@ def quantify_columns(
     max_shift_A: float = 0.6,
     neighbours: int = 18,
     lattice: LatticeFit | None = None,
+    basis_hint: np.ndarray | None = None,
 ) -> ColumnQuantification:
     """Find, refine and integrate every column and hollow of an MX2 frame.
 
@@ -218,6 +230,9 @@ def quantify_columns(
         Number of nearest sites of the same sublattice whose median normalises a site.
     lattice : LatticeFit, optional
         A fit of this frame from :func:`fit_lattice` (computed when omitted).
+    basis_hint : ndarray, (2, 2), optional, keyword-only
+        Passed to :func:`fit_lattice` when ``lattice`` is omitted (the basis of the previous frame
+        of a movie: its Bragg search is then skipped).
 
     Returns
     -------
@@ -225,7 +240,7 @@ def quantify_columns(
     """
     img = check_frame(frame)
     if lattice is None:
-        lattice = fit_lattice(img, material=material, pixel_size_A=pixel_size_A)
+        lattice = fit_lattice(img, material=material, pixel_size_A=pixel_size_A, basis_hint=basis_hint)
     if lattice.frac.shape[1:] != img.shape:
         raise ValueError(f"lattice fit of shape {lattice.frac.shape[1:]} does not match the frame {img.shape}")
     r_int = integration_radius_A / pixel_size_A

@@ -39,6 +39,12 @@ class ColumnCache:
     :meth:`start` quantifies a frame in a worker thread of the cache's own, so the movie loop
     runs it beside the U-Net map of the same frame (on 2 cores the column work, the costliest
     step, no longer waits for the map); a later ``cache(frame)`` waits for that result.
+
+    The frames of a movie share one lattice: each frame's lattice fit starts from the basis of
+    the frame handed to the cache before it (``basis_hint`` of
+    :func:`~stem2d.lattice.columns.fit_lattice`, which skips the Bragg search unless the hint
+    does not fit). The hint follows the order of the calls, not which thread finishes first,
+    so the results do not depend on timing.
     """
 
     def __init__(self, *, material: Material, pixel_size_A: float, size: int = 3):
@@ -48,6 +54,9 @@ class ColumnCache:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._warned = False
+        # the basis the next frame starts from: that of the frame handed in last (its fit's, or
+        # the hint it got when it has none)
+        self._basis: Future | None = None
 
     def start(self, frame: np.ndarray) -> None:
         """Begin quantifying ``frame`` in the worker thread (no-op if known, and for frames over
@@ -60,14 +69,19 @@ class ColumnCache:
                 return
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stem2d-columns")
-            self._remember(frame, self._pool.submit(self._quantify, frame))
+            hint, basis = self._next_basis()
+            future = self._pool.submit(self._quantify, frame, hint, basis)
+            future.add_done_callback(lambda f: f.cancelled() and _pass_on(hint, basis))
+            self._remember(frame, future)
 
     def __call__(self, frame: np.ndarray) -> ColumnQuantification | None:
         with self._lock:
             future = next((f for known, f in self._entries if known is frame), None)
         if future is not None:
             return future.result()  # waits while the worker is still on it
-        value = self._quantify(frame)
+        with self._lock:
+            links = self._next_basis()
+        value = self._quantify(frame, *links)
         done: Future = Future()
         done.set_result(value)
         with self._lock:
@@ -83,14 +97,34 @@ class ColumnCache:
     def _remember(self, frame: np.ndarray, future: Future) -> None:
         self._entries = [*self._entries, (frame, future)][-self.size:]
 
-    def _quantify(self, frame: np.ndarray) -> ColumnQuantification | None:
+    def _next_basis(self) -> tuple[Future | None, Future]:
+        """(the hint of the frame handed in now, where its basis goes); call under the lock."""
+        hint, self._basis = self._basis, Future()
+        return hint, self._basis
+
+    def _quantify(self, frame: np.ndarray, hint: Future | None, basis: Future) -> ColumnQuantification | None:
+        guess = None
         try:
-            return quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A)
+            guess = None if hint is None else hint.result()
+            quant = quantify_columns(frame, material=self.material, pixel_size_A=self.pixel_size_A,
+                                     basis_hint=guess)
+            guess = quant.lattice.basis
+            return quant
         except ValueError as err:
             if not self._warned:
                 log.warning("column quantification failed (%s): detections get no column evidence", err)
                 self._warned = True
             return None
+        finally:  # always set: the next frame waits for it
+            basis.set_result(guess)
+
+
+def _pass_on(hint: Future | None, basis: Future) -> None:
+    """A frame cancelled before it was quantified (:meth:`ColumnCache.close`) hands its hint on."""
+    if hint is None:
+        basis.set_result(None)
+    else:
+        hint.add_done_callback(lambda h: basis.set_result(h.result()))
 
 
 def column_candidates(quant: ColumnQuantification | None, *, z_threshold: float = 4.0,
