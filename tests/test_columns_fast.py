@@ -42,7 +42,7 @@ def test_demodulation_and_upsampling_match_the_direct_versions():
     g = np.array([0.083, -0.061])
     for step in (1, 3, 4):
         demod = C._demodulator(img, step)
-        fast = C._smooth_blocks(demod(g), 5.0, step, demod.weight)
+        fast = C._block_smoother(demod.weight, 5.0, step)(demod(g))
         ref = _local_amplitude_ref((img - img.mean()) * np.exp(-2j * np.pi * (g[0] * rows + g[1] * cols)), 5.0, step)
         np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-12)
         coarse = rng.normal(size=fast.shape)
@@ -174,3 +174,19 @@ def test_large_frames_are_quantified_when_asked_not_in_the_worker(monkeypatch):
     cache = CC.ColumnCache(material=get_material("WS2"), pixel_size_A=0.3)
     cache.start(np.zeros((20, 20), np.float32))
     assert cache._pool is None and cache._entries == []  # nothing started: no second frame-sized peak
+
+
+def test_strided_unwrap_equals_the_full_unwrap():
+    from skimage.restoration import unwrap_phase
+
+    rng = np.random.default_rng(5)
+    rows, cols = np.indices((90, 110))
+    # a smooth phase of many turns: a ramp, a bend and a slow random field
+    slow = ndimage.gaussian_filter(rng.normal(size=(90, 110)), 12.0)
+    # up to 1.5 rad per sample (the geometric phase changes by ~0.3 rad per sample of its grid)
+    phase = 0.3 * rows - 0.2 * cols + 4e-4 * (cols - 50) ** 2 + 20 * slow / np.abs(slow).max()
+    wrapped = np.angle(np.exp(1j * phase))
+    fast, full = C._unwrap(wrapped), unwrap_phase(wrapped)
+    turns = (fast - full) / (2 * np.pi)
+    np.testing.assert_allclose(turns, np.round(turns[0, 0]), atol=1e-9)  # one constant number of turns
+    np.testing.assert_allclose(fast - fast[0, 0], phase - phase[0, 0], atol=1e-9)

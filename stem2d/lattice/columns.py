@@ -48,6 +48,8 @@ _HONEYCOMB = np.array([[1 / 3, 2 / 3], [2 / 3, 1 / 3]])
 COLUMNS = ("row", "col", "sublattice", "i", "j", "intensity", "intensity_rel", "z", "fit_quality",
            "shift_A", "bragg", "background")
 _MOTIF_BINS = 24
+#: The geometric phase is unwrapped on every second sample of its (already coarse) grid.
+_UNWRAP_STRIDE = 2
 
 
 @dataclass(frozen=True)
@@ -179,12 +181,13 @@ def fit_lattice(
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
     upsample = _upsampler(img.shape, step)
     demodulate = _demodulator(img, step)
+    smooth_blocks = _block_smoother(demodulate.weight, resolution_px / 2, step)
     frac, amp = np.empty((2, *img.shape)), 0.0
     for k, gk in enumerate((g1, g2, g2 - g1)):
-        local = _smooth_blocks(demodulate(gk), resolution_px / 2, step, demodulate.weight)
+        local = smooth_blocks(demodulate(gk))
         amp = amp + np.abs(local)
         if k < 2:  # f_k = g_k . r + phase / 2 pi, in place (frame-sized temporaries add up on large frames)
-            upsample(unwrap_phase(np.angle(local)), out=frac[k])
+            upsample(_unwrap(np.angle(local)), out=frac[k])
             frac[k] /= 2 * np.pi
             frac[k] += gk[0] * rows
             frac[k] += gk[1] * cols
@@ -329,14 +332,33 @@ def _demodulator(image: np.ndarray, step: int):
     return demodulate
 
 
-def _smooth_blocks(blocks: np.ndarray, sigma_px: float, step: int, weight: np.ndarray) -> np.ndarray:
-    """Gaussian low-pass (``sigma_px``) of complex block sums as a normalised convolution with zero
-    padding (frame edges need no window): the local Bragg amplitude and phase on the coarse grid
-    of :func:`_upsampler`."""
+def _block_smoother(weight: np.ndarray, sigma_px: float, step: int):
+    """``smooth(blocks)``: Gaussian low-pass (``sigma_px``) of complex block sums as a normalised
+    convolution with zero padding (frame edges need no window): the local Bragg amplitude and
+    phase on the coarse grid of :func:`_upsampler`. ``weight``: frame pixels per block."""
     s = sigma_px / step
-    norm = ndimage.gaussian_filter(weight, s, mode="constant")
-    return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
-            + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / np.maximum(norm, 1e-12)
+    norm = np.maximum(ndimage.gaussian_filter(weight, s, mode="constant"), 1e-12)
+
+    def smooth(blocks: np.ndarray) -> np.ndarray:
+        return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
+                + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / norm
+
+    return smooth
+
+
+def _unwrap(phase: np.ndarray, stride: int = _UNWRAP_STRIDE) -> np.ndarray:
+    """:func:`skimage.restoration.unwrap_phase` of a smooth phase map, run on every ``stride``-th
+    sample (a ``stride**2`` smaller problem): each sample then takes the multiple of 2 pi that
+    brings it nearest to the coarse unwrapped map interpolated (the same map as unwrapping all
+    samples where the phase changes by well under pi per ``stride`` samples, up to a constant)."""
+    if min(phase.shape) < 8 * stride:
+        return unwrap_phase(phase)
+    coarse = unwrap_phase(phase[::stride, ::stride])
+    taps = [_linear_taps_at(np.arange(n) / stride, coarse.shape[a]) for a, n in enumerate(phase.shape)]
+    (r0, r1, rw), (c0, c1, cw) = taps
+    by_rows = coarse[r0] * (1.0 - rw)[:, None] + coarse[r1] * rw[:, None]
+    guide = by_rows[:, c0] * (1.0 - cw) + by_rows[:, c1] * cw
+    return phase + (2 * np.pi) * np.rint((guide - phase) / (2 * np.pi))
 
 
 def _upsampler(shape: tuple[int, int], step: int):
@@ -365,10 +387,15 @@ def _upsampler(shape: tuple[int, int], step: int):
 
 def _linear_taps(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices and weight of the two block centres each of ``n`` pixels interpolates between."""
-    nb = -(-n // step)
-    x = np.clip((np.arange(n) + 0.5) / step - 0.5, 0.0, nb - 1)
+    return _linear_taps_at((np.arange(n) + 0.5) / step - 0.5, -(-n // step))
+
+
+def _linear_taps_at(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and weight of the two of ``n`` samples each position ``x`` (in samples)
+    interpolates between (the edge sample beyond the ends)."""
+    x = np.clip(x, 0.0, n - 1)
     i0 = np.floor(x).astype(np.intp)
-    return i0, np.minimum(i0 + 1, nb - 1), x - i0
+    return i0, np.minimum(i0 + 1, n - 1), x - i0
 
 
 def _strain(frac: np.ndarray, basis: np.ndarray, on_lattice: np.ndarray) -> float:
