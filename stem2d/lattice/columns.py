@@ -186,13 +186,17 @@ def fit_lattice(
     for k, gk in enumerate((g1, g2, g2 - g1)):
         local = smooth_blocks(demodulate(gk))
         amp = amp + np.abs(local)
-        if k < 2:  # f_k = g_k . r + phase / 2 pi, in place (frame-sized temporaries add up on large frames)
-            upsample(_unwrap(np.angle(local)), out=frac[k])
-            frac[k] /= 2 * np.pi
-            frac[k] += gk[0] * rows
-            frac[k] += gk[1] * cols
+        if k < 2:  # f_k = g_k . r + phase / 2 pi, in place, a band of rows at a time (in cache)
+            phase = _unwrap(np.angle(local))
+            for band in P.row_bands(img.shape[0]):
+                f = upsample(phase, out=frac[k, band], rows=band)
+                f /= 2 * np.pi
+                f += gk[0] * rows[band]
+                f += gk[1] * cols
     del demodulate
-    bragg = upsample(amp)
+    bragg = np.empty(img.shape)
+    for band in P.row_bands(img.shape[0]):
+        upsample(amp, out=bragg[band], rows=band)
     bragg /= max(float(np.median(bragg)), 1e-12)
     smooth = ndimage.gaussian_filter(img, 0.25 * material.mx_distance_A / pixel_size_A)
     motif = _motif(smooth, frac)
@@ -368,21 +372,20 @@ def _unwrap(phase: np.ndarray, stride: int = _UNWRAP_STRIDE) -> np.ndarray:
 def _upsampler(shape: tuple[int, int], step: int):
     """Linear interpolation from the ``step``-px block grid of :func:`_demodulator` back to full
     sampling (block b holds pixels b*step .. b*step+step-1, centre (b + 0.5) * step - 0.5; beyond
-    the outer block centres the edge value), as two separable passes."""
-    if step == 1:
-        def identity(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-            if out is None:
-                return np.array(a, dtype=np.float64)
-            out[...] = a
-            return out
-
-        return identity
+    the outer block centres the edge value), as two separable passes: ``upsample(a, out, rows)``
+    fills ``out`` (the rows ``rows`` of the full frame, all by default)."""
     (r0, r1, rw), (c0, c1, cw) = (_linear_taps(n, step) for n in shape)
+    rv, cv = 1.0 - rw, 1.0 - cw
 
-    def upsample(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def upsample(a: np.ndarray, out: np.ndarray | None = None, rows: slice = slice(None)) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
-        by_rows = a[r0] * (1.0 - rw)[:, None] + a[r1] * rw[:, None]
-        out = np.multiply(by_rows[:, c0], 1.0 - cw, out=out)
+        if step == 1:
+            if out is None:
+                return np.array(a[rows], dtype=np.float64)
+            out[...] = a[rows]
+            return out
+        by_rows = a[r0[rows]] * rv[rows, None] + a[r1[rows]] * rw[rows, None]
+        out = np.multiply(by_rows[:, c0], cv, out=out)
         out += by_rows[:, c1] * cw
         return out
 
