@@ -190,3 +190,35 @@ def test_strided_unwrap_equals_the_full_unwrap():
     turns = (fast - full) / (2 * np.pi)
     np.testing.assert_allclose(turns, np.round(turns[0, 0]), atol=1e-9)  # one constant number of turns
     np.testing.assert_allclose(fast - fast[0, 0], phase - phase[0, 0], atol=1e-9)
+
+
+def test_neighbours_by_index_are_the_kd_tree_sets():
+    from stem2d.lattice import _neighbours as N
+
+    ws2 = get_material("WS2")
+    cols = mx2_columns(ws2, extent_A=(75.0, 66.0), rotation_deg=23.0)
+    frame = acquire(render_haadf(cols, shape=(250, 220), pixel_size_A=0.3, probe=Probe()), pixel_size_A=0.3,
+                    acq=Acquisition(dose_e_per_A2=5e4, jitter_px=0.3), rng=6)
+    lat = C.fit_lattice(frame, material=ws2, pixel_size_A=0.3)
+    inv = np.linalg.inv(lat.basis)
+    sites = [C._sites(lat.frac, off, inv, 4) for off in lat.offsets]
+    pos = np.concatenate([s[0] for s in sites])
+    ij = np.concatenate([s[1] for s in sites])
+    sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
+    assert N.continuous(lat.frac, lat.basis)
+    near = N.IndexNeighbours(pos, ij, sub, lat.offsets, inv, by_index=True)
+    usable = np.random.default_rng(7).random(len(pos)) > 0.02  # vacancies are no references
+    answered = []
+    by_index = near._by_index
+    near._by_index = lambda *a: answered.append(by_index(*a)[0].mean()) or by_index(*a)
+    for ref, query, k, self_match in ((2, sub != 2, 3, False), (2, sub == 2, 6, True), (0, sub == 0, 18, True),
+                                      (1, sub == 1, 18, True), (1, sub == 2, 18, False)):
+        q = np.flatnonzero(query)
+        got = near.nearest(ref, q, k, usable=usable, self_match=self_match)
+        use = np.flatnonzero((sub == ref) & usable)
+        want = use[N.kd_nearest(pos[use], pos[q], k, skip_self=self_match)]
+        np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))
+    assert min(answered) > 0.3  # most sites answered by index (the rest: frame edges, vacancies)
+    jumped = lat.frac.copy()
+    jumped[0, :, 90:] += 1.0  # a 2 pi jump of the phase: index neighbours are no longer space neighbours
+    assert not N.continuous(jumped, lat.basis)

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage, spatial
+from scipy import ndimage
 from skimage.restoration import unwrap_phase
 
 from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice import _patches as P
 from stem2d.lattice._frame import check_frame
+from stem2d.lattice._neighbours import IndexNeighbours, continuous
 from stem2d.lattice.bragg import _hinted_basis, _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
 
@@ -264,12 +265,13 @@ def quantify_columns(
     hollow = sub == 2
     area = np.pi * r_int**2
     means = P.disk_means(img, pos, r_int)  # every site on the lattice (refined columns again below)
-    bg_level = means[hollow]
-    _, near = spatial.cKDTree(pos[hollow]).query(pos, k=min(7, int(hollow.sum())))
-    near = near.reshape(len(pos), -1)
-    bg = np.median(bg_level[near[:, :3]], axis=1)
-    if near.shape[1] > 1:
-        bg[hollow] = np.median(bg_level[near[hollow, 1:]], axis=1)
+    by_index = continuous(lattice.frac, lattice.basis)
+    near = IndexNeighbours(lattice_pos, ij, sub, lattice.offsets, inv, by_index=by_index)
+    bg = means.copy()  # a lone hollow: its own level
+    if (~hollow).any():
+        bg[~hollow] = np.median(means[near.nearest(2, np.flatnonzero(~hollow), 3)], axis=1)
+    if hollow.sum() > 1:
+        bg[hollow] = np.median(means[near.nearest(2, np.flatnonzero(hollow), 6, self_match=True)], axis=1)
     # refine only columns that are there (a vacancy's centre of mass runs to its neighbours)
     first = means * area - bg * np.pi * r_int**2
     columns = ~hollow
@@ -282,11 +284,11 @@ def quantify_columns(
     means[moved] = P.disk_means(img, pos[moved], r_int)
     intensity = means * area - bg * np.pi * r_int**2
     rel = np.empty(len(pos))
+    near = IndexNeighbours(pos, ij, sub, lattice.offsets, inv, by_index=by_index)
     for k in (0, 1, 2):
         sel = sub == k
-        ref = sub == (1 if k == 2 else k)
-        rel[sel] = intensity[sel] / _local_median(pos[ref], intensity[ref], pos[sel], neighbours,
-                                                  exclude_self=k != 2)
+        rel[sel] = intensity[sel] / _local_median(near, intensity, 1 if k == 2 else k, np.flatnonzero(sel),
+                                                  neighbours, self_match=k != 2)
     z = np.empty(len(pos))
     for k in (0, 1, 2):
         sel = sub == k
@@ -511,24 +513,19 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -
     return np.stack([r, c], axis=1)[inside], ij[inside]
 
 
-def _local_median(ref_pos: np.ndarray, ref_val: np.ndarray, pos: np.ndarray, k: int,
-                  *, exclude_self: bool) -> np.ndarray:
-    """Median of ``ref_val`` over the ``k`` nearest *normal* reference sites of each position.
+def _local_median(near: IndexNeighbours, values: np.ndarray, ref_sub: int, query: np.ndarray, k: int,
+                  *, self_match: bool) -> np.ndarray:
+    """Median of ``values`` over the ``k`` nearest *normal* sites of sublattice ``ref_sub`` around
+    each site of ``query`` (indices into the sites).
 
-    Sites below half the global median (vacancies, holes) are not references, so a column next to
-    a hole is still compared with intact columns.
+    Sites below half the sublattice's median (vacancies, holes) are not references, so a column
+    next to a hole is still compared with intact columns.
     """
-    normal = ref_val > 0.5 * np.median(ref_val) if len(ref_val) else np.zeros(0, bool)
+    refs = near.sub == ref_sub
+    normal = np.zeros(len(values), bool)
+    if refs.any():
+        normal[refs] = values[refs] > 0.5 * np.median(values[refs])
     if normal.sum() == 0:
-        return np.full(len(pos), np.nan)
-    idx_ref = np.flatnonzero(normal)
-    k_eff = min(k + int(exclude_self), len(idx_ref))
-    dist, idx = spatial.cKDTree(ref_pos[idx_ref]).query(pos, k=k_eff)
-    idx, dist = idx.reshape(len(pos), -1), dist.reshape(len(pos), -1)
-    vals = ref_val[idx_ref][idx]
-    if exclude_self and idx.shape[1] > 1:
-        # drop a site's own value (distance 0) when it is among the references
-        own = dist[:, :1] < 1e-6
-        vals = np.where(own, vals[:, 1:], vals[:, :-1])
-    med = np.median(vals, axis=1)
+        return np.full(len(query), np.nan)
+    med = np.median(values[near.nearest(ref_sub, query, k, usable=normal, self_match=self_match)], axis=1)
     return np.where(np.abs(med) > 1e-12, med, np.nan)
