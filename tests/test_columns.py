@@ -192,7 +192,7 @@ def test_basis_hint_skips_the_bragg_search_and_keeps_the_fit(monkeypatch):
 
 
 def test_a_hint_that_does_not_fit_falls_back_to_the_search():
-    first, second = _drifted_pair()
+    _, second = _drifted_pair()
     full = quantify_columns(second, material=WS2, pixel_size_A=PS)
     basis = full.lattice.basis
     turn = np.radians(4.0)

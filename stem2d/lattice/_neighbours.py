@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import spatial
 
+from stem2d.lattice import _patches as P
+
 #: Index offsets searched for the inner and next shells (|i|, |j| <= this).
 _REACH = 5
 #: The next shells checked reach this multiple of the k-th ideal distance.
@@ -85,32 +87,39 @@ class IndexNeighbours:
                   self_match: bool) -> tuple[np.ndarray, np.ndarray]:
         """(rows answered by index (len(query),) bool, their k nearest (len(query), k))."""
         table, lo = self._table(ref_sub)
-        width = table.shape[1]
         q_sub = self.sub[query]
         fast = np.zeros(len(query), bool)
         rows = np.zeros((len(query), k), dtype=np.intp)
         for s in np.unique(q_sub):
-            part = np.flatnonzero(q_sub == s)
             stencil = _stencil(self.inv, self.offsets[ref_sub] - self.offsets[s], k,
                                skip_self=self_match and s == ref_sub)
             if stencil is None:
                 continue
             offsets, ideal = stencil
-            # flat table index of every stencil site of every query (a query whose stencil
-            # would leave the table looks at the padding: no sites, not answered)
-            at = self.ij[query[part]] - lo + _PAD
-            inside = (at >= _REACH).all(axis=1) & (at < np.array(table.shape) - _REACH).all(axis=1)
-            centre = np.where(inside, at[:, 0] * width + at[:, 1], _REACH * width + _REACH)
-            found = table.ravel()[centre[:, None] + (offsets[:, 0] * width + offsets[:, 1])]
-            good = (found >= 0) & usable[found]
-            dr = self.pos[found, 0] - self.pos[query[part], 0][:, None]
-            dc = self.pos[found, 1] - self.pos[query[part], 1][:, None]
-            d2 = dr * dr + dc * dc
-            far = d2[:, :k].max(axis=1)
-            ok = good[:, :k].all(axis=1) & (far <= (_MAX_STRETCH * ideal) ** 2)
-            ok &= np.where(good[:, k:], d2[:, k:], np.inf).min(axis=1, initial=np.inf) > far
-            fast[part], rows[part] = ok, found[:, :k]
+            of_s = np.flatnonzero(q_sub == s)
+            for chunk in P.chunks(len(of_s)):  # (queries x stencil) arrays of bounded size
+                part = of_s[chunk]
+                fast[part], rows[part] = self._check(query[part], offsets, k, ideal, usable, table, lo)
         return fast, rows
+
+    def _check(self, query: np.ndarray, offsets: np.ndarray, k: int, ideal: float, usable: np.ndarray,
+               table: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(whether the first k of the stencil ``offsets`` are each query's k nearest, them)."""
+        width = table.shape[1]
+        # flat table index of every stencil site of every query (a query whose stencil would
+        # leave the table looks at the padding: no sites, not answered)
+        at = self.ij[query] - lo + _PAD
+        inside = (at >= _REACH).all(axis=1) & (at < np.array(table.shape) - _REACH).all(axis=1)
+        centre = np.where(inside, at[:, 0] * width + at[:, 1], _REACH * width + _REACH)
+        found = table.ravel()[centre[:, None] + (offsets[:, 0] * width + offsets[:, 1])]
+        good = (found >= 0) & usable[found]
+        dr = self.pos[found, 0] - self.pos[query, 0][:, None]
+        dc = self.pos[found, 1] - self.pos[query, 1][:, None]
+        d2 = dr * dr + dc * dc
+        far = d2[:, :k].max(axis=1)
+        ok = good[:, :k].all(axis=1) & (far <= (_MAX_STRETCH * ideal) ** 2)
+        ok &= np.where(good[:, k:], d2[:, k:], np.inf).min(axis=1, initial=np.inf) > far
+        return ok, found[:, :k]
 
     def _table(self, ref_sub: int) -> tuple[np.ndarray, np.ndarray]:
         """(site index at each lattice index of ``ref_sub`` minus ``lo`` plus the padding, -1
