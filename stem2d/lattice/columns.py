@@ -31,8 +31,8 @@ import pandas as pd
 from scipy import ndimage
 from skimage.restoration import unwrap_phase
 
-from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice import _patches as P
+from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice._frame import check_frame
 from stem2d.lattice._neighbours import IndexNeighbours, continuous
 from stem2d.lattice.bragg import _hinted_basis, _reciprocal_lattice, _refine_basis
