@@ -40,7 +40,8 @@ def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, d
     the offsets ``dy, dx``, with one flat index; beyond the frame the nearest edge pixel."""
     shape = np.array(padded.shape) - 2 * half
     base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1) + half
-    return padded.ravel()[(base[:, :1] + dy) * padded.shape[1] + (base[:, 1:] + dx)]
+    width = padded.shape[1]
+    return padded.ravel()[(base[:, 0] * width + base[:, 1])[:, None] + (dy * width + dx)]
 
 
 def patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: int = 1, *,
