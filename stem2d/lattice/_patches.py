@@ -116,7 +116,9 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
         base = np.rint(pos).astype(np.intp)
         rr = np.clip(base[:, :1] + dy, 0, image.shape[0] - 1)
         cc = np.clip(base[:, 1:] + dx, 0, image.shape[1] - 1)
-        weights = np.clip(image[rr, cc] - bg[:, None], 0.0, None)
+        weights = image.ravel()[rr * image.shape[1] + cc]  # image[rr, cc], one flat index
+        weights -= bg[:, None]
+        np.clip(weights, 0.0, None, out=weights)
         total = weights.sum(axis=1)
         mr, mc = (weights * rr).sum(axis=1), (weights * cc).sum(axis=1)
         ok = total > 0
