@@ -7,6 +7,8 @@ memory stays bounded on frames of any size with the numbers of the one-shot vers
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 
 def row_bands(n_rows: int, pixels: int = 1 << 15) -> list[slice]:
     """Slices of rows covering ``n_rows``, about ``pixels`` pixels each for a frame of width
@@ -24,6 +26,8 @@ def patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 #: Sites per chunk of the (sites x patch pixels) arrays (bounded memory for frames of any size).
 CHUNK = 8192
+#: Sites whose median neighbourhood is the template of :func:`fit_quality` (at most).
+TEMPLATE_SITES = 1024
 
 
 def chunks(n: int) -> list[slice]:
@@ -44,11 +48,23 @@ def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, d
     return padded.ravel()[(base[:, 0] * width + base[:, 1])[:, None] + (dy * width + dx)]
 
 
+def grid_gather(padded: np.ndarray, half: int, centres: np.ndarray, step: int) -> np.ndarray:
+    """:func:`gather` on the full grid of :func:`patch_grid` (offsets -half..half every ``step``
+    px, row-major), copied from a strided window view: no index arrays, ~3x faster."""
+    shape = np.array(padded.shape) - 2 * half
+    base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1)
+    window = sliding_window_view(padded, (2 * half + 1, 2 * half + 1))[:, :, ::step, ::step]
+    return window[base[:, 0], base[:, 1]].reshape(len(centres), -1)
+
+
 def patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: int = 1, *,
                   disk: bool = False) -> np.ndarray:
     """Pixel values (N, P) around the rounded centres (beyond the frame: the nearest edge pixel),
     gathered from an edge-padded copy with one flat index; on :func:`disk_stencil` when ``disk``."""
-    dy, dx = disk_stencil(radius) if disk else patch_grid(radius, step)
+    if not disk:
+        dy, dx = patch_grid(radius, step)
+        return grid_gather(*padded_for(image, dy, dx), centres, step)
+    dy, dx = disk_stencil(radius)
     return gather(*padded_for(image, dy, dx), centres, dy, dx)
 
 
@@ -129,27 +145,24 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
 
 
 def fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius: float, *,
-                 step: int) -> np.ndarray:
+                 step: int, template_sites: int = TEMPLATE_SITES) -> np.ndarray:
     """Correlation of each site's neighbourhood (radius ~ a, every ``step`` px) with its
-    sublattice's median neighbourhood."""
+    sublattice's median neighbourhood, the median over at most ``template_sites`` sites spread
+    evenly over the sublattice (every n-th in table order)."""
     dy, dx = patch_grid(radius, step)
     padded, half = padded_for(image, dy, dx)
     quality = np.empty(len(centres))
     for k in np.unique(sub):
         idx = np.flatnonzero(sub == k)
-        parts = chunks(len(idx))
-        # the median neighbourhood: patch pixel by patch pixel over the sublattice's sites
-        by_pixel = np.empty((len(dy), len(idx)))
-        for part in parts:
-            v = gather(padded, half, centres[idx[part]], dy, dx)
-            by_pixel[:, part] = v.T
-        t = np.median(by_pixel, axis=1, overwrite_input=len(parts) > 1)
+        # the median neighbourhood: patch pixel by patch pixel over the template sites
+        some = idx[::-(-len(idx) // max(1, int(template_sites)))]
+        by_pixel = np.ascontiguousarray(grid_gather(padded, half, centres[some], step).T)
+        t = np.median(by_pixel, axis=1, overwrite_input=True)
         del by_pixel
         t = t - t.mean()
-        for part in parts:
-            if len(parts) > 1:  # one chunk: its patches are still in v
-                v = gather(padded, half, centres[idx[part]], dy, dx)
-            v = v - v.mean(axis=1, keepdims=True)
+        for part in chunks(len(idx)):
+            v = grid_gather(padded, half, centres[idx[part]], step)
+            v -= v.mean(axis=1, keepdims=True)
             den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
             quality[idx[part]] = (v @ t) / den
     return quality
