@@ -336,9 +336,10 @@ def _demodulator(image: np.ndarray, step: int):
                    + 1j * np.einsum("bsw,bs->bw", blocks_of_rows, wr.imag))
         return (by_rows * wc[None, :]).reshape(hb, wb, step).sum(axis=2)
 
-    inside = np.zeros(padded.shape)
-    inside[:h, :w] = 1.0
-    demodulate.weight = inside.reshape(hb, step, wb, step).sum(axis=(1, 3))
+    # frame pixels per block: full blocks hold step x step, the last row and column of blocks less
+    per_row = np.minimum(step, h - step * np.arange(hb)).astype(np.float64)
+    per_col = np.minimum(step, w - step * np.arange(wb)).astype(np.float64)
+    demodulate.weight = np.outer(per_row, per_col)
     return demodulate
 
 
