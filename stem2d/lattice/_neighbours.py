@@ -3,10 +3,11 @@ sites of a site are found as fixed index offsets (shells of the ideal lattice) a
 the positions, a KD-tree answers only for the sites where that check fails.
 
 The k nearest by index are the k nearest in space where the lattice coordinates are continuous
-(no 2 pi jumps of the geometric phase, checked per frame by :func:`continuous`) and the site's
-inner shells are where they should be: all present, within 25 % of their ideal distance, and nearer
-than every site of the next shells (checked per site). The sets then equal the KD-tree's
-(the medians over them are the same numbers) at a fraction of the cost.
+(no 2 pi jumps of the geometric phase, checked per frame by :func:`continuous`) and the k nearest
+usable sites of the inner and next shells are within 35 % more than the ideal k-th distance, the
+next one farther (checked per site; a site beyond the next shells would have to be compressed by
+a quarter to come nearer). The sets then equal the KD-tree's (the medians over them are the same
+numbers) at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from stem2d.lattice import _patches as P
 #: Index offsets searched for the inner and next shells (|i|, |j| <= this).
 _REACH = 5
 #: The next shells checked reach this multiple of the k-th ideal distance.
-_NEXT_SHELLS = 1.6
-#: An inner neighbour may be at most this multiple of the k-th ideal distance away.
-_MAX_STRETCH = 1.25
+_NEXT_SHELLS = 1.7
+#: The k nearest may be at most this multiple of the k-th ideal distance away (sites beyond the
+#: next shells would have to be compressed by a quarter to come nearer).
+_MAX_STRETCH = 1.35
 #: Padding of the index tables (lookups near their edges stay inside).
 _PAD = _REACH + 2
 
@@ -112,14 +114,25 @@ class IndexNeighbours:
         inside = (at >= _REACH).all(axis=1) & (at < np.array(table.shape) - _REACH).all(axis=1)
         centre = np.where(inside, at[:, 0] * width + at[:, 1], _REACH * width + _REACH)
         found = table.ravel()[centre[:, None] + (offsets[:, 0] * width + offsets[:, 1])]
-        good = (found >= 0) & usable[found]
         dr = self.pos[found, 0] - self.pos[query, 0][:, None]
         dc = self.pos[found, 1] - self.pos[query, 1][:, None]
-        d2 = dr * dr + dc * dc
+        d2 = np.where((found >= 0) & usable[found], dr * dr + dc * dc, np.inf)  # squared, usable only
+        limit = (_MAX_STRETCH * ideal) ** 2
+        # the inner shells, all usable, nearer than every usable site of the next shells
         far = d2[:, :k].max(axis=1)
-        ok = good[:, :k].all(axis=1) & (far <= (_MAX_STRETCH * ideal) ** 2)
-        ok &= np.where(good[:, k:], d2[:, k:], np.inf).min(axis=1, initial=np.inf) > far
-        return ok, found[:, :k]
+        ok = (far <= limit) & (d2[:, k:].min(axis=1, initial=np.inf) > far)
+        rows = found[:, :k].copy()
+        rest = np.flatnonzero(~ok)
+        if len(rest) and d2.shape[1] > k:
+            # else (a vacancy, the frame edge): the k nearest usable of the stencil, if they are
+            # within the limit and the next is farther
+            d2r = d2[rest]
+            order = np.argpartition(d2r, k, axis=1)
+            kth = np.take_along_axis(d2r, order[:, :k], axis=1).max(axis=1)
+            sure = (kth <= limit) & (np.take_along_axis(d2r, order[:, k:k + 1], axis=1)[:, 0] > kth)
+            ok[rest[sure]] = True
+            rows[rest[sure]] = np.take_along_axis(found[rest[sure]], order[sure, :k], axis=1)
+        return ok, rows
 
     def _table(self, ref_sub: int) -> tuple[np.ndarray, np.ndarray]:
         """(site index at each lattice index of ``ref_sub`` minus ``lo`` plus the padding, -1
