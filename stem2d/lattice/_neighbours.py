@@ -66,6 +66,7 @@ class IndexNeighbours:
         self.pos, self.ij, self.sub = pos, np.asarray(ij, dtype=np.int64), sub
         self.offsets, self.inv, self.by_index = offsets, inv, bool(by_index)
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._trees: dict[bytes, spatial.cKDTree] = {}
 
     def nearest(self, ref_sub: int, query: np.ndarray, k: int, *, usable: np.ndarray | None = None,
                 self_match: bool = False) -> np.ndarray:
@@ -78,12 +79,19 @@ class IndexNeighbours:
         usable = np.ones(len(self.pos), bool) if usable is None else usable
         use = refs[usable[refs]]
         if len(use) <= 4 * k or not self.by_index:
-            return use[kd_nearest(self.pos[use], self.pos[query], k, skip_self=self_match)]
+            return use[kd_nearest(self._tree(use), self.pos[query], k, skip_self=self_match)]
         fast, out = self._by_index(ref_sub, query, k, usable, self_match)
         slow = np.flatnonzero(~fast)
         if len(slow):
-            out[slow] = use[kd_nearest(self.pos[use], self.pos[query[slow]], k, skip_self=self_match)]
+            out[slow] = use[kd_nearest(self._tree(use), self.pos[query[slow]], k, skip_self=self_match)]
         return out
+
+    def _tree(self, use: np.ndarray) -> spatial.cKDTree:
+        """KD-tree of the sites ``use`` (kept: several queries share their references)."""
+        key = use.tobytes()
+        if key not in self._trees:
+            self._trees[key] = spatial.cKDTree(self.pos[use])
+        return self._trees[key]
 
     def _by_index(self, ref_sub: int, query: np.ndarray, k: int, usable: np.ndarray,
                   self_match: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -163,12 +171,12 @@ def _stencil(inv: np.ndarray, shift: np.ndarray, k: int, *, skip_self: bool):
     return m[d <= max(_NEXT_SHELLS * d[k - 1], d[k - 1])], float(d[k - 1])
 
 
-def kd_nearest(ref_pos: np.ndarray, pos: np.ndarray, k: int, *, skip_self: bool = False) -> np.ndarray:
-    """Indices (N, <= k) into ``ref_pos`` of the k nearest to each of ``pos`` (a KD-tree);
+def kd_nearest(tree: spatial.cKDTree, pos: np.ndarray, k: int, *, skip_self: bool = False) -> np.ndarray:
+    """Indices (N, <= k) into the references of ``tree`` of the k nearest to each of ``pos``;
     ``skip_self``: one more is asked for, and a reference at distance 0 (the position itself) is
     dropped, else the farthest."""
-    k_eff = min(k + int(skip_self), len(ref_pos))
-    dist, idx = spatial.cKDTree(ref_pos).query(pos, k=k_eff)
+    k_eff = min(k + int(skip_self), tree.n)
+    dist, idx = tree.query(pos, k=k_eff)
     idx, dist = idx.reshape(len(pos), -1), dist.reshape(len(pos), -1)
     if skip_self and idx.shape[1] > 1:
         idx = np.where(dist[:, :1] < 1e-6, idx[:, 1:], idx[:, :-1])
