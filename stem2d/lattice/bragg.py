@@ -12,6 +12,9 @@ from stem2d.materials import Material
 
 #: Reflections up to this multiple of the first-ring radius refine the reciprocal basis.
 _REFINE_ORDER = 2.1
+#: A basis hint's ring period may lie this factor beyond the search band (the second ring is a
+#: factor sqrt(3) off).
+_HINT_MARGIN = 1.1
 
 
 def _reciprocal_lattice(img: np.ndarray, *, material: Material, pixel_size_A: float,
@@ -51,7 +54,8 @@ def _hinted_basis(img: np.ndarray, hint: np.ndarray, *, material: Material, pixe
     the previous frame of a movie) instead of a search of the whole spectrum, or None when the
     hint does not fit this frame.
 
-    It fits when its ring is in the band the search would look in (:func:`_period_band`), each
+    It fits when its ring is in the band the search would look in (:func:`_period_band`; with a
+    margin of :data:`_HINT_MARGIN`: the search's refined peaks can end a little outside it), each
     first-ring reflection has its |DFT| maximum inside the refinement grid around the hinted
     frequency and at least ``min_peak_ratio`` times the background of the ring (the |DFT|
     midway between the reflections, 30 degrees off them), the test of
@@ -60,7 +64,7 @@ def _hinted_basis(img: np.ndarray, hint: np.ndarray, *, material: Material, pixe
     """
     g1, g2 = (np.asarray(v, dtype=np.float64) for v in hint)
     lo, hi = _period_band(material, pixel_size_A)
-    if not all(lo <= 1.0 / np.hypot(*v) <= hi for v in (g1, g2, g2 - g1)):
+    if not all(lo / _HINT_MARGIN <= 1.0 / np.hypot(*v) <= hi * _HINT_MARGIN for v in (g1, g2, g2 - g1)):
         return None
     g = _lattice_vectors(g1, g2, max_freq)
     g = g[np.hypot(g[:, 0], g[:, 1]) <= _REFINE_ORDER * np.hypot(*g1)]
