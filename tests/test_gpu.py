@@ -45,3 +45,21 @@ def test_classifier_on_cuda_matches_cpu():
     np.testing.assert_allclose(gpu.probs, cpu.probs, atol=1e-3)
     half = classify_tiles(model, tiles, bf16=True)
     assert (half.labels == cpu.labels).mean() >= 0.95
+
+
+def test_movie_loop_on_cuda_finds_what_the_cpu_finds(tmp_path):
+    """``python infer.py device=cuda`` end to end: the networks on the GPU, the rest on the CPU."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    f1 = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        subprocess.run([sys.executable, str(root / "infer.py"), f"device={device}", "synthetic.n_frames=3",
+                        "outputs.video=false", "outputs.evolution=false", "outputs.tensorboard=false",
+                        f"hydra.run.dir={out}"], check=True, cwd=root, capture_output=True)
+        f1[device] = json.loads((out / "summary.json").read_text())["metrics"]["pipeline"]["detection"]["f1"]
+    assert abs(f1["cuda"] - f1["cpu"]) < 0.02

@@ -113,7 +113,7 @@ def test_classifier_on_onnx_features_equals_torch(ckpt, tmp_path, monkeypatch):
         assert np.allclose(a, b, atol=1e-4, equal_nan=True)
 
 
-@pytest.mark.parametrize(("native", "expected"), [(True, "U-Net map: torch, bf16"), (False, "U-Net map: onnxruntime, fp32")])
+@pytest.mark.parametrize(("native", "expected"), [(True, "U-Net map on cpu: torch, bf16"), (False, "U-Net map on cpu: onnxruntime, fp32")])
 def test_unet_detector_follows_the_precision_rule(native, expected, monkeypatch, caplog):
     """``detector.bf16: auto``: bf16 on torch where the CPU has it natively, else fp32 on ONNX
     Runtime; both maps find the same sites on a synthetic frame."""
@@ -134,3 +134,16 @@ def test_unet_detector_follows_the_precision_rule(native, expected, monkeypatch,
     ref, _ = build_detector("unet", bf16=False, runtime="torch")(frame)
     assert len(points) == len(ref) > 0
     assert np.abs(np.sort(points, axis=0) - np.sort(ref, axis=0)).max() < 0.5
+
+
+def test_device_setting(monkeypatch):
+    from stem2d.models.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cpu") == "cpu" and resolve_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="device=cuda: torch sees no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device='gpu0'"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"

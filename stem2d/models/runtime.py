@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RUNTIMES", "OnnxModule", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnx_features",
-           "onnxruntime_available"]
+__all__ = ["DEVICES", "RUNTIMES", "OnnxModule", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnx_features",
+           "onnxruntime_available", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,30 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("auto", "torch", "onnxruntime")
 #: ONNX opset of the export (ONNX Runtime >= 1.16 runs it).
 _OPSET = 17
+
+
+#: Values of ``device`` (conf/infer.yaml).
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(setting: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for a ``device`` setting (``auto``: the GPU when torch sees one).
+
+    Raises
+    ------
+    ValueError
+        An unknown setting, or ``cuda`` without a CUDA GPU.
+    """
+    setting = str(setting)
+    if setting not in DEVICES:
+        raise ValueError(f"device={setting!r}: choose one of {', '.join(DEVICES)}")
+    if setting == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if setting == "cuda":
+        raise ValueError("device=cuda: torch sees no CUDA GPU (a CPU-only torch build, or no driver); use device=cpu")
+    return "cpu"
 
 
 def onnxruntime_available() -> bool:

@@ -88,12 +88,13 @@ def load_configured_classifier(cfg: DictConfig, classes: ClassSet):
         load_classifier,
     )
     from stem2d.models.projected import project_classifier
+    from stem2d.models.runtime import resolve_device
     from stem2d.models.temperature import load_temperature
 
     path = classifier_path_for(str(cfg.material), classes.names, cfg.get("ckpt_path"))
     # a site-vocabulary (family) classifier is projected onto the configured classes
     model = project_classifier(load_classifier(path), classes, get_material(str(cfg.material)),
-                               strict=bool(cfg.classify.check_classes))
+                               strict=bool(cfg.classify.check_classes)).to(resolve_device(cfg.get("device", "cpu")))
     return model, load_temperature(path or bundled_classifier_path("WS2"))
 
 

@@ -140,6 +140,7 @@ INFER: tuple[Check, ...] = (
     number("pixel_size_A",                                  gt=0, null=True),   # plausibility: lattice/scale.py
     integer("max_frames",                                   ge=1, null=True),
     number("dose_per_frame",                                gt=0, null=True),
+    choice("device",                                        "cpu", "cuda", "auto"),
     integer("threads",                                      ge=1, null=True),
     integer("prefetch",                                     ge=0, le=8),
     integer("classify.batch_size",                          ge=1),

@@ -74,6 +74,7 @@ def unet(
     merge_dist_A: float = 1.5,
     bf16: str | bool = "auto",
     runtime: str = "auto",
+    device: str = "cpu",
 ) -> SiteDetector:
     """U-Net probability map -> blobs -> sites (``conf/detector/unet.yaml``).
 
@@ -96,19 +97,23 @@ def unet(
         (:mod:`stem2d.models.precision`, the classifier's rule).
     runtime : {"auto", "torch", "onnxruntime"}
         Where an fp32 map runs (:mod:`stem2d.models.runtime`): ``auto`` is ONNX Runtime when
-        installed and the map is fp32, else torch.
+        installed and the map is fp32 on the CPU, else torch.
+    device : {"cpu", "cuda", "auto"}
+        Where the U-Net runs (:func:`stem2d.models.runtime.resolve_device`; not yet verified on
+        GPU hardware for the whole movie loop).
     """
     from stem2d.models.loading import load_unet
     from stem2d.models.precision import use_bf16
-    from stem2d.models.runtime import OnnxPixelNet, choose_runtime
+    from stem2d.models.runtime import OnnxPixelNet, choose_runtime, resolve_device
     from stem2d.predict.pixelmap import extract_defects, predict_frame
 
-    net = load_unet(ckpt_path)
-    bf16 = use_bf16(bf16, device_type="cpu")
-    how = choose_runtime(runtime, bf16=bf16)
+    device = resolve_device(device)
+    net = load_unet(ckpt_path).to(device)
+    bf16 = use_bf16(bf16, device_type=device)
+    how = choose_runtime(runtime, bf16=bf16, device_type=device)
     if how == "onnxruntime":
         net = OnnxPixelNet(net)
-    log.info("U-Net map: %s, %s", how, "bf16 autocast (native bf16)" if bf16 else "fp32")
+    log.info("U-Net map on %s: %s, %s", device, how, "bf16 autocast (native bf16)" if bf16 else "fp32")
     tile = None if tile_size_px is None else int(tile_size_px)
     min_dist_px = float(merge_dist_A) / CANONICAL_PIXEL_SIZE_A
 
