@@ -199,7 +199,8 @@ def fit_lattice(
     for band in P.row_bands(img.shape[0]):
         upsample(amp, out=bragg[band], rows=band)
     bragg /= max(float(np.median(bragg)), 1e-12)
-    smooth = ndimage.gaussian_filter(img, 0.25 * material.mx_distance_A / pixel_size_A)
+    smooth = ndimage.gaussian_filter(_filter_input(frame, img), 0.25 * material.mx_distance_A / pixel_size_A,
+                                     output=np.float64)
     motif = _motif(smooth, frac)
     offsets = _assign_sites(motif, material)
     return LatticeFit(basis, frac, offsets, bragg, motif, _strain(frac, basis, bragg > 0.5))
@@ -259,7 +260,8 @@ def quantify_columns(
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
     lattice_pos = pos.copy()
-    smooth = ndimage.gaussian_filter(img, 0.15 * material.mx_distance_A / pixel_size_A)
+    smooth = ndimage.gaussian_filter(_filter_input(frame, img), 0.15 * material.mx_distance_A / pixel_size_A,
+                                     output=np.float64)
     # background: mean level of each hollow's disk; per column the median of its 3 nearest hollows,
     # per hollow that of its 6 nearest other hollows (a median: an adatom on one does not count)
     hollow = sub == 2
@@ -310,6 +312,12 @@ def quantify_columns(
     x = np.median(intensity[(sub == 1) & good]) if ((sub == 1) & good).any() else np.nan
     return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"),
                                 float(integration_radius_A))
+
+
+def _filter_input(frame: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """The frame as a Gaussian filter reads it: a float32 frame as it is (scipy filters in float64
+    either way: the same numbers as from its float64 copy ``img``, from half the memory)."""
+    return frame if isinstance(frame, np.ndarray) and frame.dtype == np.float32 and frame.ndim == 2 else img
 
 
 def _demodulator(image: np.ndarray, step: int):
@@ -439,7 +447,10 @@ def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
     count = np.zeros(n * n, dtype=np.int64)
     for rows in P.row_bands(image.shape[0]):
         f = frac[:, rows]
-        b = np.floor((f - np.floor(f)) * n).astype(np.intp) % n  # = np.mod(f, 1), exactly, and faster
+        # bins of f mod 1 (f - floor(f) is np.mod(f, 1) exactly; truncation is floor for these
+        # non-negative values; a value rounding up to 1 wraps to bin 0): no float or integer modulo
+        b = ((f - np.floor(f)) * n).astype(np.intp)
+        b[b >= n] -= n
         idx = (b[0] * n + b[1]).ravel()
         total += np.bincount(idx, weights=image[rows].ravel(), minlength=n * n)
         count += np.bincount(idx, minlength=n * n)
