@@ -222,3 +222,36 @@ def test_neighbours_by_index_are_the_kd_tree_sets():
     jumped = lat.frac.copy()
     jumped[0, :, 90:] += 1.0  # a 2 pi jump of the phase: index neighbours are no longer space neighbours
     assert not N.continuous(jumped, lat.basis)
+
+
+def test_column_cache_after_close_does_not_wait_for_cancelled_frames(monkeypatch):
+    import threading
+    import time
+
+    from stem2d.predict import column_candidates as CC
+
+    ws2 = get_material("WS2")
+    cols = mx2_columns(ws2, extent_A=(36.0, 39.0), rotation_deg=11.0)
+    frames = [acquire(render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe()), pixel_size_A=0.3,
+                      acq=Acquisition(dose_e_per_A2=5e4), rng=k) for k in range(4)]
+    quantify = CC.quantify_columns
+
+    def slow(frame, **kw):
+        time.sleep(0.3)  # the worker is still on the first frame when the cache closes
+        return quantify(frame, **kw)
+
+    monkeypatch.setattr(CC, "quantify_columns", slow)
+    cache = CC.ColumnCache(material=ws2, pixel_size_A=0.3, size=4)
+    for f in frames[:3]:
+        cache.start(f)
+    cache.close()  # frames 2 and 3 are cancelled: the next frame's hint must not wait for them
+    assert [f.cancelled() for _, f in cache._entries] == [False, True, True]
+    done = []
+    worker = threading.Thread(target=lambda: done.append(cache(frames[3])))
+    worker.start()
+    worker.join(timeout=60)
+    assert done and done[0] is not None
+    # the hint it got is the first frame's basis, handed on by the cancelled frames
+    first = cache(frames[0])
+    again = quantify(frames[3], material=ws2, pixel_size_A=0.3, basis_hint=first.lattice.basis)
+    assert done[0].table.equals(again.table)
