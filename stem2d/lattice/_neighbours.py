@@ -67,6 +67,7 @@ class IndexNeighbours:
         self.offsets, self.inv, self.by_index = offsets, inv, bool(by_index)
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._trees: dict[bytes, spatial.cKDTree] = {}
+        self._rows, self._cols = np.ascontiguousarray(pos[:, 0]), np.ascontiguousarray(pos[:, 1])
 
     def nearest(self, ref_sub: int, query: np.ndarray, k: int, *, usable: np.ndarray | None = None,
                 self_match: bool = False) -> np.ndarray:
@@ -122,9 +123,16 @@ class IndexNeighbours:
         inside = (at >= _REACH).all(axis=1) & (at < np.array(table.shape) - _REACH).all(axis=1)
         centre = np.where(inside, at[:, 0] * width + at[:, 1], _REACH * width + _REACH)
         found = table.ravel()[centre[:, None] + (offsets[:, 0] * width + offsets[:, 1])]
-        dr = self.pos[found, 0] - self.pos[query, 0][:, None]
-        dc = self.pos[found, 1] - self.pos[query, 1][:, None]
-        d2 = np.where((found >= 0) & usable[found], dr * dr + dc * dc, np.inf)  # squared, usable only
+        # -1 (no site) reads the appended entry: not usable
+        good = np.append(usable, False)[found]
+        dr = np.take(self._rows, found)
+        dr -= np.take(self._rows, query)[:, None]
+        dc = np.take(self._cols, found)
+        dc -= np.take(self._cols, query)[:, None]
+        dr *= dr
+        dc *= dc
+        dr += dc
+        d2 = np.where(good, dr, np.inf)  # squared distances, usable sites only
         limit = (_MAX_STRETCH * ideal) ** 2
         # the inner shells, all usable, nearer than every usable site of the next shells
         far = d2[:, :k].max(axis=1)
