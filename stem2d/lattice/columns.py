@@ -255,7 +255,8 @@ def quantify_columns(
     r_int = integration_radius_A / pixel_size_A
     margin = int(np.ceil(max(r_int, refine_radius_A / pixel_size_A))) + 1
     inv = np.linalg.inv(lattice.basis)  # d(row, col) = inv @ d(frac)
-    sites = [_sites(lattice.frac, off, inv, margin) for off in lattice.offsets]
+    frac_range = _frac_range(lattice.frac)
+    sites = [_sites(lattice.frac, off, inv, margin, frac_range) for off in lattice.offsets]
     pos = np.concatenate([s[0] for s in sites])
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
@@ -499,17 +500,19 @@ def _peak(motif: np.ndarray, p: np.ndarray, sign: int) -> np.ndarray:
     return ((best + np.array(offset)) / n) % 1.0
 
 
-def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int,
+           frac_range: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Positions (N, 2) and lattice indices (N, 2) of one sublattice's sites inside the frame.
 
     Every pixel estimates the site its local lattice coordinate is nearest to, ``r - inv @ e``
     with ``e`` the fractional residual; the estimates of the pixels within a quarter cell are
-    averaged per site.
+    averaged per site. ``frac_range``: :func:`_frac_range` of ``frac`` when already known.
     """
     h, w = frac.shape[1:]
     # lattice indices of the sites any pixel can be nearest to (the key range of the bincounts)
-    lo = [int(np.rint(frac[k].min() - offset[k])) for k in (0, 1)]
-    hi = [int(np.rint(frac[k].max() - offset[k])) for k in (0, 1)]
+    low, high = _frac_range(frac) if frac_range is None else frac_range
+    lo = [int(np.rint(low[k] - offset[k])) for k in (0, 1)]
+    hi = [int(np.rint(high[k] - offset[k])) for k in (0, 1)]
     span = hi[1] - lo[1] + 1
     size = (hi[0] - lo[0] + 1) * span
     count, sum_r, sum_c = np.zeros(size), np.zeros(size), np.zeros(size)
@@ -536,6 +539,11 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int) -
     ij = np.stack([uniq // span + lo[0], uniq % span + lo[1]], axis=1)
     inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (count >= 3)
     return np.stack([r, c], axis=1)[inside], ij[inside]
+
+
+def _frac_range(frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest fractional coordinate per component (the key range of :func:`_sites`)."""
+    return frac.min(axis=(1, 2)), frac.max(axis=(1, 2))
 
 
 def _local_median(near: IndexNeighbours, values: np.ndarray, ref_sub: int, query: np.ndarray, k: int,
