@@ -1,10 +1,11 @@
 """Where the U-Net of the frame loop runs on a CPU: torch, or ONNX Runtime.
 
 The U-Net maps a whole frame per call, the costliest network step of the frame loop. In fp32 on
-one CPU thread, ONNX Runtime runs it 1.4-1.6x faster than torch's eager kernels (docs/results.md
-section 4): its graph optimiser folds the small layers of the 8-16-32 channel U-Net into fewer
-passes over memory. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16
-autocast is faster still, so the rule of :func:`choose_runtime` is
+one CPU thread, ONNX Runtime runs it 1.3-1.4x faster than torch's eager kernels on the 400-500 px
+frames of the benchmark movie (42 vs 54-58 ms of CPU; 1.1x on a 2048 px frame), and the
+classifier's feature body ~1.15x: its graph optimiser folds the small layers into fewer passes
+over memory. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16 autocast
+is faster still (26 ms for the same U-Net map), so the rule of :func:`choose_runtime` is
 
 - ``bf16``: torch under bf16 autocast (ONNX Runtime has no bf16 kernels on CPUs);
 - else ``onnxruntime`` where it is installed, ``torch`` otherwise.
