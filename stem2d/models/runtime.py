@@ -174,6 +174,7 @@ class OnnxModule(torch.nn.Module):
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                opts.enable_cpu_mem_arena = False  # free activations after each run (bounded memory)
                 opts.log_severity_level = 3  # errors only
                 self._sessions[threads] = ort.InferenceSession(self._model, opts,
                                                                providers=["CPUExecutionProvider"])
