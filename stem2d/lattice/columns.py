@@ -49,8 +49,9 @@ _HONEYCOMB = np.array([[1 / 3, 2 / 3], [2 / 3, 1 / 3]])
 COLUMNS = ("row", "col", "sublattice", "i", "j", "intensity", "intensity_rel", "z", "fit_quality",
            "shift_A", "bragg", "background")
 _MOTIF_BINS = 24
-#: The geometric phase is unwrapped on every second sample of its (already coarse) grid.
-_UNWRAP_STRIDE = 2
+#: The geometric phase is unwrapped on every third sample of its (already coarse) grid (it changes
+#: by ~0.3 rad per sample at 15 % strain: ~1 rad per three, well under pi).
+_UNWRAP_STRIDE = 3
 
 
 @dataclass(frozen=True)
