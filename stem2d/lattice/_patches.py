@@ -34,8 +34,9 @@ def patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return dy.ravel(), dx.ravel()
 
 
-#: Sites per chunk of the (sites x patch pixels) arrays (bounded memory for frames of any size).
-CHUNK = 8192
+#: Sites per chunk of the (sites x patch pixels) arrays: bounded memory for frames of any size, and
+#: ~1 MB arrays that stay in the CPU cache (disk means 1.6x faster than in chunks of 8192).
+CHUNK = 2048
 #: Sites whose median neighbourhood is the template of :func:`fit_quality` (at most).
 TEMPLATE_SITES = 1024
 
