@@ -44,3 +44,11 @@ def test_one_frame_skips_the_evolution_and_says_why(movie, models):
     result = _run(one, models)
     assert result.evolution is None and "evolution" not in result.summary
     assert "two or more frames" in result.summary["evolution_skipped"]
+
+
+def test_marginal_rate_leaves_out_the_start():
+    from stem2d.predict.movie import _Stream
+
+    stream = _Stream(done_at=[0.0, 1.0, 1.5, 1.6, 1.7, 1.8])  # a slow start, then 10 frames/s
+    assert stream.marginal_rate() == pytest.approx(10.0)
+    assert _Stream(done_at=[0.0, 1.0, 1.1, 1.2]).marginal_rate() is None

@@ -335,6 +335,8 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     runs = [best[label] for label in labels]
     n = cfg.e2e_frames
     t.add("frames per second (frame loop)", *[s["frames_per_s"] for s, _ in runs], "frames/s")
+    t.add("frames per second once running (frames 3..N: the issue's marginal rate)",
+          *[s.get("frames_per_s_marginal") for s, _ in runs], "frames/s")
     stages = list(dict.fromkeys(k for s, _ in runs for k in s["timings_s"]))
     for stage in stages:
         per_frame = stage in _PER_FRAME_STAGES
@@ -372,6 +374,8 @@ def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
               "the U-Net maps such frames in balanced tiles of at most 1024 px).",
               ["what", *[label for label, _ in LARGE_VARIANTS], "unit"])
     t.add("frames per second (frame loop)", *[s["frames_per_s"] for s in runs], "frames/s")
+    t.add("frames per second once running (frames 3..N)",
+          *[s.get("frames_per_s_marginal") for s in runs], "frames/s")
     for step in ("detect", "classify"):
         t.add(f"  analyse step '{step}'", *[s["analyse_steps_s"].get(step, 0.0) / n for s in runs], "s/frame")
     t.add("peak resident memory of the command", *[s["peak_rss_mb"] for s in runs], "MB")

@@ -164,6 +164,7 @@ class OnnxModule(torch.nn.Module):
         self._model = self.path.read_bytes()
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
+        self._session(1)  # the frame loop's default thread count: made while loading, not at the first frame
 
     def _session(self, threads: int):
         with self._lock:

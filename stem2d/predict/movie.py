@@ -350,6 +350,7 @@ def analyze_movie(
         summary["evolution_skipped"] = evolution_skipped
     summary.update(timings_s=timer.seconds, analyse_steps_s=stream.steps, frame_loop_s=stream.loop_s,
                    frames_per_s=n_frames / analysed_s if analysed_s > 0 else None,
+                   frames_per_s_marginal=stream.marginal_rate() if baseline is None else None,
                    first_frame_s=stream.first_frame_s)
     return MovieResult(
         detections=table, drift_px=stream.drift_px, pixel_size_A=scale.pixel_size_A,
@@ -396,6 +397,16 @@ class _Stream:
     drift_px: np.ndarray | None = None
     loop_s: float = 0.0
     first_frame_s: float | None = None
+    done_at: list = field(default_factory=list)
+
+    def marginal_rate(self, skip: int = 2) -> float | None:
+        """Frames per second once the loop runs: frames ``skip+1 .. N-1`` over the time from
+        frame ``skip``'s end to the last frame's, so the start (the pipeline filling up, frame
+        0's full lattice search and calibration) and closing the movie files do not count (the
+        issue's "marginal" rate: 10 vs 60 frames). None for fewer than ``skip + 3`` frames."""
+        if len(self.done_at) < skip + 3:
+            return None
+        return (len(self.done_at) - 1 - skip) / (self.done_at[-1] - self.done_at[skip])
 
 
 def _process_age_s() -> float | None:
@@ -503,6 +514,7 @@ def _stream(movie: MovieSource, first: np.ndarray, n_frames: int, step: FrameSte
                         out.overlay_samples[k] = rgb
                 if k == 0:
                     out.first_frame_s = _process_age_s()
+                out.done_at.append(time.perf_counter())
     except BaseException:
         if video is not None:
             video.abort()

@@ -171,7 +171,8 @@ class OverlayRenderer:
         gray = to_uint8_gray(frame)
         rgb = self._tint(gray, np.zeros(gray.shape, np.float32) if heat is None else heat)
         for name, mask in (regions or {}).items():
-            rgb[vdraw.dashed(vdraw.outline(mask))] = REGION_COLOURS.get(name, vdraw.TEXT_RGB)
+            if mask.any():  # every kind comes every frame, mostly empty
+                rgb[vdraw.dashed(vdraw.outline(mask))] = REGION_COLOURS.get(name, vdraw.TEXT_RGB)
         img = Image.fromarray(rgb)
         draw = ImageDraw.Draw(img)
         for tail in tails:
