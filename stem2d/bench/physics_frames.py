@@ -133,7 +133,7 @@ def run(cfg: BenchConfig, ckpts: Checkpoints, out: Path, work: Path | None = Non
     if missing:
         return unavailable(TITLE, f"missing checkpoint(s): {', '.join(missing)}")
     settings = yaml.safe_load((cfg.conf_dir / "detector" / "unet.yaml").read_text())
-    settings = {k: v for k, v in settings.items() if k not in ("name", "ckpt_path")}
+    settings = {k: v for k, v in settings.items() if k not in ("name", "ckpt_path", "device")}  # interpolations of infer.yaml
     detectors = {name: build_detector("unet", ckpt_path=p, **settings) for name, p in paths.items()}
     dm = _data(cfg)
     n = cfg.physics_frames_per_set
