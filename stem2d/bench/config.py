@@ -90,7 +90,7 @@ class BenchConfig:
     e2e_repeats: int = 2
     e2e_subprocess: bool = True
     large_frame_px: int | None = 2048  # end-to-end rows on a large-frame movie too (None: skipped)
-    large_frames: int = 3
+    large_frames: int = 6
     unet_frame_px: int = 512
     detect_tile_px: int | None = None
     real_frames: int = 4
