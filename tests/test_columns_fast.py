@@ -255,3 +255,23 @@ def test_column_cache_after_close_does_not_wait_for_cancelled_frames(monkeypatch
     first = cache(frames[0])
     again = quantify(frames[3], material=ws2, pixel_size_A=0.3, basis_hint=first.lattice.basis)
     assert done[0].table.equals(again.table)
+
+
+def test_fortran_ordered_frames_give_the_same_patches():
+    """np.pad keeps a Fortran-ordered frame Fortran-ordered; the flat-index gather must not see it."""
+    from stem2d.lattice import _patches as P
+
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 50))
+    centres = rng.uniform(0, 40, (30, 2))
+    for frame in (img, np.asfortranarray(img)):
+        padded, _ = P.padded_for(frame, *P.disk_stencil(2.5))
+        assert padded.flags.c_contiguous
+    assert np.array_equal(P.disk_means(np.asfortranarray(img), centres, 2.5), P.disk_means(img, centres, 2.5))
+
+
+def test_resampled_frames_are_c_ordered():
+    from stem2d.lattice.scale import resample
+
+    out = resample(np.random.default_rng(1).random((64, 80)).astype(np.float32), from_pixel_size_A=0.2354)
+    assert out.flags.c_contiguous

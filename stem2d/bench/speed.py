@@ -369,7 +369,8 @@ def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     movie = e2e_movie(big, work)
     runs = [end_to_end(big, ckpts, movie, work / f"run_{k}", overrides)[0]
             for k, (_, overrides) in enumerate(LARGE_VARIANTS)]
-    t = Table(f"**Large frames**: the same command on a {n}-frame {px}x{px} px synthetic movie at 0.3 A/px "
+    t = Table(f"**Large frames**: the same command on a {n}-frame {px}x{px} px synthetic movie at "
+              f"{runs[0]['pixel_size_A']:.4g} A/px (resampled to 0.3 A/px: {round(px * runs[0]['pixel_size_A'] / 0.3)} px) "
               f"(seed {cfg.seed}, ~{runs[0]['mean_defects_per_frame']:.0f} defects per frame; one run each; "
               "the U-Net maps such frames in balanced tiles of at most 1024 px).",
               ["what", *[label for label, _ in LARGE_VARIANTS], "unit"])

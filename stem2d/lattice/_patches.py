@@ -46,8 +46,10 @@ def chunks(n: int) -> list[slice]:
 
 
 def padded_for(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
+    """``image`` edge-padded by the stencil's reach, C-contiguous (np.pad keeps a Fortran-ordered
+    frame Fortran-ordered, and :func:`gather`'s flat index on it would copy the frame per call)."""
     half = int(max(np.abs(dy).max(), np.abs(dx).max()))
-    return np.pad(image, half, mode="edge"), half
+    return np.ascontiguousarray(np.pad(image, half, mode="edge")), half
 
 
 def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

@@ -229,7 +229,7 @@ def resample(
 
     Returns
     -------
-    ndarray, float32, shape ``(round(H*from/to), round(W*from/to))``
+    ndarray, float32, C-contiguous, shape ``(round(H*from/to), round(W*from/to))``
     """
     img = np.asarray(frame, dtype=np.float32)
     if img.ndim != 2:
@@ -237,7 +237,9 @@ def resample(
     fy, fx = resample_factors(img.shape, from_pixel_size_A=from_pixel_size_A,
                               to_pixel_size_A=to_pixel_size_A)
     out_shape = (round(img.shape[0] * fy), round(img.shape[1] * fx))
-    return resize_image(img, out_shape, order=order, anti_aliasing=fy < 1 or fx < 1)
+    # C order: the separable operators leave a Fortran-ordered result, and the column steps index
+    # the frame flat (a Fortran-ordered canonical frame made them copy it per chunk of sites)
+    return np.ascontiguousarray(resize_image(img, out_shape, order=order, anti_aliasing=fy < 1 or fx < 1))
 
 
 def resize_image(
