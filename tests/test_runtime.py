@@ -147,3 +147,23 @@ def test_device_setting(monkeypatch):
         resolve_device("gpu0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"
+
+
+@needs_ort
+def test_auto_falls_back_to_torch_when_the_export_fails(monkeypatch, caplog):
+    """A read-only cache or an exporter error: ``runtime: auto`` runs on torch with a warning,
+    ``runtime: onnxruntime`` (asked for explicitly) fails loudly."""
+    import logging
+
+    from stem2d.predict.detectors import build_detector
+
+    def broken(*args, **kwargs):
+        raise PermissionError("cache folder is read-only")
+
+    monkeypatch.setattr(runtime, "_export", broken)
+    monkeypatch.setenv("STEM2D_CACHE", "/nonexistent/stem2d-cache-for-this-test")
+    with caplog.at_level(logging.INFO):
+        build_detector("unet", bf16=False, runtime="auto")
+    assert "ONNX Runtime not usable (PermissionError" in caplog.text and "U-Net map on cpu: torch, fp32" in caplog.text
+    with pytest.raises(PermissionError):
+        build_detector("unet", bf16=False, runtime="onnxruntime")

@@ -25,15 +25,19 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 __all__ = ["DEVICES", "RUNTIMES", "OnnxModule", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnx_features",
-           "onnxruntime_available", "resolve_device"]
+           "onnxruntime_available", "resolve_device", "try_onnx"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Values of ``detector.runtime`` (conf/detector/unet.yaml).
 RUNTIMES = ("auto", "torch", "onnxruntime")
@@ -94,6 +98,19 @@ def choose_runtime(setting: str, *, bf16: bool, device_type: str = "cpu") -> str
         raise ValueError("runtime=onnxruntime: the packages onnxruntime and onnx are not installed "
                          "(pip install onnxruntime onnx), or use runtime=auto or torch")
     return "onnxruntime"
+
+
+def try_onnx(make: Callable[[], T], *, what: str, required: bool) -> T | None:
+    """``make()`` (a network on ONNX Runtime), or None with a warning where it fails and is not
+    ``required`` (``runtime: auto``: the caller runs the network on torch instead, e.g. when the
+    cache folder is read-only or the exporter fails on a network)."""
+    try:
+        return make()
+    except Exception as err:  # noqa: BLE001 - any failure of the optional runtime falls back
+        if required:
+            raise
+        log.warning("%s: ONNX Runtime not usable (%s: %s); it runs on torch", what, type(err).__name__, err)
+        return None
 
 
 def cache_dir() -> Path:
