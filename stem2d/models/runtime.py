@@ -204,8 +204,9 @@ class OnnxModule(torch.nn.Module):
         return session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or (torch.is_autocast_enabled("cpu") and x.dtype != torch.float32):
-            raise ValueError(f"OnnxModule runs float32 CPU tensors only, got {x.dtype} on {x.device}")
+        """The module's output (float32, on the CPU) for a CPU tensor (computed in float32)."""
+        if x.device.type != "cpu":
+            raise ValueError(f"OnnxModule runs on the CPU only, got a tensor on {x.device}")
         return torch.from_numpy(self.run(x.detach().float().numpy()))
 
 
