@@ -21,9 +21,9 @@ host ``material`` and the keys of their own ``conf/detector/<name>.yaml``:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-import logging
 from pathlib import Path
 
 import numpy as np
