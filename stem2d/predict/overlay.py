@@ -185,7 +185,7 @@ class OverlayRenderer:
                 continue
             style = self.styles.get(name) or class_style(name)
             counts[style.name] = counts.get(style.name, 0) + 1
-            vdraw.draw_marker(draw, (c, r), style, self.marker_radius_px)
+            vdraw.draw_marker_on(img, draw, (c, r), style, self.marker_radius_px)
         layout = vdraw.footer(rgb.shape[1], tuple(self.styles.values()), self.region_names,
                               self.pixel_size_A, self.heat_floor, CAM_CAPTION, self._longest_text)
         text = vdraw.frame_text(index, n_frames=self.n_frames, frame_time_s=self.frame_time_s,

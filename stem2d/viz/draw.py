@@ -51,6 +51,31 @@ def draw_marker(draw: ImageDraw.ImageDraw, xy: tuple[float, float], style: Class
         _shape(draw, xy, style.marker, radius, colour, w)
 
 
+#: Markers Pillow draws as wide polygon outlines (through a mask the size of the image drawn on).
+_POLYGON_MARKERS = ("diamond", "triangle", "star")
+
+
+def draw_marker_on(img: Image.Image, draw: ImageDraw.ImageDraw, xy: tuple[float, float], style: ClassStyle,
+                   radius: float, *, width: int = 2) -> None:
+    """:func:`draw_marker` into ``img`` (whose ``draw`` it is), the same pixels (but for a rare edge
+    pixel of a star: Pillow rounds a shifted self-crossing polygon a little differently; tested).
+    A polygon marker inside the frame is drawn on a crop around it, shifted by whole pixels, and
+    pasted back:
+    Pillow's wide outline then builds its mask at the crop's size, not the frame's (0.15 ms a
+    marker on a 2048 px frame). One that reaches the frame's edge is drawn on the frame (Pillow
+    clips the polygon's fill mask there, which a crop would not)."""
+    x, y = xy
+    pad = int(math.ceil(1.2 * radius)) + width + 4
+    x0, y0 = int(math.floor(x)) - pad, int(math.floor(y)) - pad
+    box = (x0, y0, x0 + 2 * pad + 1, y0 + 2 * pad + 1)
+    if style.marker not in _POLYGON_MARKERS or x0 < 0 or y0 < 0 or box[2] > img.width or box[3] > img.height:
+        draw_marker(draw, xy, style, radius, width=width)
+        return
+    patch = img.crop(box)
+    draw_marker(ImageDraw.Draw(patch), (x - x0, y - y0), style, radius, width=width)
+    img.paste(patch, box)
+
+
 def _shape(draw, xy, marker: str, r: float, colour, w: int) -> None:
     x, y = xy
     if marker == "circle":
