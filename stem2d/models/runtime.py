@@ -1,4 +1,4 @@
-"""Where the U-Net of the frame loop runs on a CPU: torch, or ONNX Runtime.
+"""Where the frame loop's networks (U-Net, classifier body) run on a CPU: torch, or ONNX Runtime.
 
 The U-Net maps a whole frame per call, the costliest network step of the frame loop. In fp32 on
 one CPU thread, ONNX Runtime runs it 1.3-1.4x faster than torch's eager kernels on the 400-500 px
@@ -12,8 +12,8 @@ is faster still (26 ms for the same U-Net map), so the rule of :func:`choose_run
 
 The network is exported once per checkpoint to ``<cache>/onnx/<hash>.onnx`` (the hash covers the
 weights, the network spec and the torch version; ``STEM2D_CACHE`` or ``$XDG_CACHE_HOME/stem2d``,
-else ``~/.cache/stem2d``): the export imports the ``onnx`` package (~1 s), later runs load the
-file in ~10 ms. ONNX Runtime's outputs equal torch's within 1e-4 in logits.
+else ``~/.cache/stem2d``): the first export imports the ``onnx`` package (0.6-0.85 s in all),
+later runs load the file. ONNX Runtime's outputs equal torch's within 1e-4 in logits.
 """
 
 from __future__ import annotations
@@ -139,16 +139,12 @@ def _export(module: torch.nn.Module, example: torch.Tensor, dynamic: dict[int, s
 
     import torch.onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    try:
-        with warnings.catch_warnings():  # the TorchScript-based exporter warns that it is legacy
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.float().eval(), example, str(tmp), input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": dynamic, "y": dynamic}, opset_version=_OPSET, dynamo=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from stem2d.output.files import atomic_path
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():  # the TorchScript exporter warns it is legacy
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(tmp), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": dynamic, "y": dynamic}, opset_version=_OPSET, dynamo=False)
 
 
 class OnnxModule(torch.nn.Module):
