@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["DEVICES", "RUNTIMES", "OnnxModule", "OnnxPixelNet", "cache_dir", "choose_runtime", "onnx_features",
-           "onnxruntime_available", "resolve_device", "try_onnx"]
+           "onnx_if_chosen", "onnxruntime_available", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,17 @@ def choose_runtime(setting: str, *, bf16: bool, device_type: str = "cpu") -> str
     return "onnxruntime"
 
 
-def try_onnx(make: Callable[[], T], *, what: str, required: bool) -> T | None:
-    """``make()`` (a network on ONNX Runtime), or None with a warning where it fails and is not
-    ``required`` (``runtime: auto``: the caller runs the network on torch instead, e.g. when the
-    cache folder is read-only or the exporter fails on a network)."""
+def onnx_if_chosen(setting: str, make: Callable[[], T], *, bf16: bool, device_type: str, what: str) -> T | None:
+    """``make()`` (the network on ONNX Runtime) where the ``runtime`` setting picks it
+    (:func:`choose_runtime`), else None: the caller keeps the torch network. With ``auto`` a
+    failing ``make()`` (a read-only cache folder, an exporter error) also gives None, with a
+    warning; with ``onnxruntime`` asked for explicitly it raises."""
+    if choose_runtime(setting, bf16=bf16, device_type=device_type) != "onnxruntime":
+        return None
     try:
         return make()
     except Exception as err:  # noqa: BLE001 - any failure of the optional runtime falls back
-        if required:
+        if setting == "onnxruntime":
             raise
         log.warning("%s: ONNX Runtime not usable (%s: %s); it runs on torch", what, type(err).__name__, err)
         return None

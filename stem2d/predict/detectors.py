@@ -104,17 +104,17 @@ def unet(
     """
     from stem2d.models.loading import load_unet
     from stem2d.models.precision import use_bf16
-    from stem2d.models.runtime import OnnxPixelNet, choose_runtime, resolve_device, try_onnx
+    from stem2d.models.runtime import OnnxPixelNet, onnx_if_chosen, resolve_device
     from stem2d.predict.pixelmap import extract_defects, predict_frame
 
     device = resolve_device(device)
     net = load_unet(ckpt_path).to(device)
     bf16 = use_bf16(bf16, device_type=device)
-    how = choose_runtime(runtime, bf16=bf16, device_type=device)
-    if how == "onnxruntime":
-        onnx = try_onnx(lambda: OnnxPixelNet(net), what="U-Net", required=runtime == "onnxruntime")
-        how, net = ("torch", net) if onnx is None else (how, onnx)
-    log.info("U-Net map on %s: %s, %s", device, how, "bf16 autocast (native bf16)" if bf16 else "fp32")
+    onnx = onnx_if_chosen(runtime, lambda: OnnxPixelNet(net), bf16=bf16, device_type=device, what="U-Net")
+    if onnx is not None:
+        net = onnx
+    log.info("U-Net map on %s: %s, %s", device, "torch" if onnx is None else "onnxruntime",
+             "bf16 autocast (native bf16)" if bf16 else "fp32")
     tile = None if tile_size_px is None else int(tile_size_px)
     min_dist_px = float(merge_dist_A) / CANONICAL_PIXEL_SIZE_A
 

@@ -180,21 +180,17 @@ def _tile_classifier(model, batch_size: int, bf16: bool, runtime: str = "auto"):
     """``windows -> (labels, probs, cams, cam_pos)`` with the classifier's BatchNorms folded into
     its convolutions (same outputs to float32 rounding, ~20 % faster on CPU), its feature body on
     ONNX Runtime where ``runtime`` picks it (:func:`stem2d.models.runtime.choose_runtime`)."""
-    from stem2d.models.runtime import choose_runtime, onnx_features, try_onnx
+    from stem2d.models.runtime import onnx_features, onnx_if_chosen
     from stem2d.models.unet import fuse_batchnorm
     from stem2d.predict.classify import classify_tiles
 
     model = fuse_batchnorm(model)
-    how = choose_runtime(runtime, bf16=bf16, device_type=model.device.type)
-    if how == "onnxruntime":
-        inner = getattr(model, "site_model", model)  # a projected classifier runs its site model
-        net = try_onnx(lambda: onnx_features(inner.net, tile_size_px=int(inner.hparams.tile_size_px)),
-                       what="classifier", required=runtime == "onnxruntime")
-        if net is None:
-            how = "torch"
-        else:
-            inner.net = net
-    log.info("classifier: %s, %s", how, "bf16 autocast" if bf16 else "fp32")
+    inner = getattr(model, "site_model", model)  # a projected classifier runs its site model
+    onnx = onnx_if_chosen(runtime, lambda: onnx_features(inner.net, tile_size_px=int(inner.hparams.tile_size_px)),
+                          bf16=bf16, device_type=model.device.type, what="classifier")
+    if onnx is not None:
+        inner.net = onnx
+    log.info("classifier: %s, %s", "torch" if onnx is None else "onnxruntime", "bf16 autocast" if bf16 else "fp32")
 
     def classify(windows: np.ndarray):
         r = classify_tiles(model, windows, batch_size=batch_size, bf16=bf16)
