@@ -19,13 +19,11 @@ import logging
 import numpy as np
 import torch
 from scipy import ndimage
-from scipy.special import expit
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
 from stem2d.lattice import suppress_close
 from stem2d.lattice.scale import resample, resample_factors, to_input_coords
 from stem2d.models.preprocess import standardize_tiles
-from stem2d.models.runtime import OnnxPixelNet
 
 __all__ = ["AUTO_TILE_PX", "MAX_WHOLE_FRAME_PX", "MIN_FRAME_PX", "auto_tile_px", "detect_defects", "extract_defects",
            "predict_frame", "tile_windows"]
@@ -131,8 +129,8 @@ def predict_frame(
     net : torch.nn.Module or OnnxPixelNet
         Fully convolutional network returning logits (B, 1, h, w) for (B, 1, h, w); its
         ``size_multiple`` and ``receptive_radius_px`` attributes are used when present (a
-        :class:`~stem2d.models.unet.UNet`). A torch network is put in eval mode; an
-        :class:`~stem2d.models.runtime.OnnxPixelNet` runs fp32 on the CPU.
+        :class:`~stem2d.models.unet.UNet`). It is put in eval mode; an
+        :class:`~stem2d.models.runtime.OnnxPixelNet` runs fp32 on the CPU (``bf16`` does not apply).
     frame : ndarray, shape (H, W)
         Frame at the canonical sampling (0.3 A/px), any real dtype; it is standardised here
         (median 0, unit standard deviation over the whole frame), as training tiles are.
@@ -183,25 +181,16 @@ def predict_frame(
     (n_r, len_r), (n_c, len_c) = (_layout(n, tile=tile, stride=stride, margin=margin) for n in img.shape)
     padded = np.pad(standardize_tiles(img), ((margin, len_r - img.shape[0] - margin),
                                               (margin, len_c - img.shape[1] - margin)), mode="reflect")
-    if isinstance(net, OnnxPixelNet):
-        if bf16 or (device is not None and torch.device(device).type != "cpu"):
-            raise ValueError("predict_frame: an ONNX Runtime network runs fp32 on the CPU only")
+    net.eval()
+    if device is None:  # an ONNX Runtime network has no parameters: the CPU
+        device = next(net.parameters(), torch.empty(0)).device
+    device = torch.device(device)
 
-        def probabilities(x: np.ndarray) -> np.ndarray:
-            """(B, tile, tile) standardised tiles -> (B, tile, tile) float32 probabilities."""
-            logits = net.logits(x[:, None])[:, 0]
-            return expit(logits)
-    else:
-        net.eval()
-        if device is None:
-            device = next(net.parameters()).device
-        device = torch.device(device)
-
-        def probabilities(x: np.ndarray) -> np.ndarray:
-            """(B, tile, tile) standardised tiles -> (B, tile, tile) float32 probabilities."""
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = net(torch.from_numpy(np.ascontiguousarray(x)[:, None]).to(device))
-            return torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        """(B, tile, tile) standardised tiles -> (B, tile, tile) float32 probabilities."""
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(torch.from_numpy(np.ascontiguousarray(x)[:, None]).to(device))
+        return torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
 
     crop = (slice(margin, margin + img.shape[0]), slice(margin, margin + img.shape[1]))
     if n_r == n_c == 1:  # one tile: no blending
