@@ -237,9 +237,7 @@ def resample(
     fy, fx = resample_factors(img.shape, from_pixel_size_A=from_pixel_size_A,
                               to_pixel_size_A=to_pixel_size_A)
     out_shape = (round(img.shape[0] * fy), round(img.shape[1] * fx))
-    # C order: the separable operators leave a Fortran-ordered result, and the column steps index
-    # the frame flat (a Fortran-ordered canonical frame made them copy it per chunk of sites)
-    return np.ascontiguousarray(resize_image(img, out_shape, order=order, anti_aliasing=fy < 1 or fx < 1))
+    return resize_image(img, out_shape, order=order, anti_aliasing=fy < 1 or fx < 1)
 
 
 def resize_image(
@@ -271,7 +269,7 @@ def resize_image(
 
     Returns
     -------
-    ndarray, float32, ``shape``
+    ndarray, float32, C-contiguous, ``shape``
     """
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2 or len(shape) != 2 or min(shape) < 1:
@@ -283,7 +281,9 @@ def resize_image(
         anti_aliasing = shape[0] < img.shape[0] or shape[1] < img.shape[1]
     rows = _resize_operator(img.shape[0], shape[0], int(order), bool(anti_aliasing))
     cols = _resize_operator(img.shape[1], shape[1], int(order), bool(anti_aliasing))
-    out = np.asarray((cols @ np.asarray(rows @ img).T).T, dtype=np.float32)
+    # C order: the second product leaves a Fortran-ordered result, and code that indexes a frame
+    # flat would copy it (the column steps did, per chunk of sites, on the resampled frame)
+    out = np.ascontiguousarray((cols @ np.asarray(rows @ img).T).T, dtype=np.float32)
     return np.clip(out, img.min(), img.max(), out=out)
 
 
