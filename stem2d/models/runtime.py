@@ -1,11 +1,13 @@
 """Where the frame loop's networks (U-Net, classifier body) run on a CPU: torch, or ONNX Runtime.
 
-The U-Net maps a whole frame per call, the costliest network step of the frame loop. In fp32 on
-one CPU thread, ONNX Runtime runs it 1.3-1.4x faster than torch's eager kernels on the 400-500 px
-frames of the benchmark movie (42 vs 54-58 ms of CPU; 1.1x on a 2048 px frame), and the
-classifier's feature body ~1.15x: its graph optimiser folds the small layers into fewer passes
-over memory. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16 autocast
-is faster still (26 ms for the same U-Net map), so the rule of :func:`choose_runtime` is
+In fp32 the two are close on the native-bf16 CPU of the benchmark (one thread, quiet machine,
+interleaved best of 12): the U-Net on a 452 px input (a 512 px frame of the benchmark movie,
+resampled and padded) 32 ms on ONNX Runtime, 29 ms on torch; on an 860 px tile (2048 px frames)
+232 ms on ONNX Runtime without its memory arena (127 ms with it, but ~280 MB more held), 149 ms on
+torch; the classifier on 571 windows 352 vs 357 ms. In the whole frame loop ONNX Runtime came out
+0-8 % ahead at 512 px and ~5 % behind at 2048 px, inside the run-to-run spread; AVX2-only CPUs
+are not measured. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16
+autocast is faster than either (19 ms for the 452 px map), so the rule of :func:`choose_runtime` is
 
 - ``bf16``: torch under bf16 autocast (ONNX Runtime has no bf16 kernels on CPUs);
 - else ``onnxruntime`` where it is installed, ``torch`` otherwise.
@@ -191,7 +193,7 @@ class OnnxModule(torch.nn.Module):
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                opts.enable_cpu_mem_arena = False  # free activations after each run (bounded memory)
+                opts.enable_cpu_mem_arena = False  # bounded memory (a 2048 px frame: 787 vs 1,065 MB), slower on large tiles
                 opts.log_severity_level = 3  # errors only
                 self._sessions[threads] = ort.InferenceSession(self._model, opts,
                                                                providers=["CPUExecutionProvider"])
