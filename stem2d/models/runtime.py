@@ -1,7 +1,7 @@
 """Where the frame loop's networks (U-Net, classifier body) run on a CPU: torch, or ONNX Runtime.
 
 In fp32 the two are close on the native-bf16 CPU of the benchmark (one thread, quiet machine,
-interleaved best of 12): the U-Net on a 452 px input (a 512 px frame of the benchmark movie,
+interleaved, best of 4): the U-Net on a 452 px input (a 512 px frame of the benchmark movie,
 resampled and padded) 32 ms on ONNX Runtime, 29 ms on torch; on an 860 px tile (2048 px frames)
 232 ms on ONNX Runtime without its memory arena (127 ms with it, but ~280 MB more held), 149 ms on
 torch; the classifier on 571 windows 352 vs 357 ms. In the whole frame loop ONNX Runtime came out
