@@ -30,6 +30,13 @@ def test_stack_equals_single_maps_and_accepts_torch():
     np.testing.assert_allclose(cam_peak(torch.from_numpy(cams)), single)
 
 
+
+def test_float32_maps_peak_where_float64_maps_do():
+    rng = np.random.default_rng(3)
+    cams = np.stack([_bump(rng.uniform(10, 54, 2), 3.0) + 0.2 * rng.random((64, 64)) for _ in range(8)])
+    np.testing.assert_allclose(cam_peak(cams.astype(np.float32)), cam_peak(cams), atol=1e-4)
+    np.testing.assert_allclose(cam_peak(cams.astype(np.float16)), cam_peak(cams.astype(np.float16).astype(np.float64)))
+
 def test_invariant_to_offset_and_positive_scale():
     cam = _bump((20.4, 33.7), 3.0) + 0.1 * _bump((40, 10), 5.0)
     np.testing.assert_allclose(cam_peak(cam), cam_peak(5.0 * cam - 2.0), atol=1e-9)

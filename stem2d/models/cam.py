@@ -84,7 +84,9 @@ def cam_peak(cam: np.ndarray | torch.Tensor, *, fraction: float = 0.5) -> np.nda
         raise ValueError(f"cam_peak: fraction must be in [0, 1), got {fraction}")
     if isinstance(cam, torch.Tensor):
         cam = cam.detach().float().cpu().numpy()
-    a = np.asarray(cam, dtype=np.float64)
+    a = np.asarray(cam)
+    if a.dtype not in (np.float32, np.float64):  # float32 maps stay float32 (half the memory traffic)
+        a = a.astype(np.float64)
     single = a.ndim == 2
     if single:
         a = a[None]
@@ -101,19 +103,20 @@ def cam_peak(cam: np.ndarray | torch.Tensor, *, fraction: float = 0.5) -> np.nda
         return out[0] if single else out
     a = a[ok]
     span = (hi - lo)[ok][:, None, None]
-    u = (a - lo[ok][:, None, None]) / span - fraction
+    u = (a - lo[ok][:, None, None]) / span - a.dtype.type(fraction)
     # Label regions tile by tile (no connectivity across the stack axis).
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True
     labels, _ = ndimage.label(u > 0, structure=structure)
     peak = a.reshape(a.shape[0], -1).argmax(axis=1)
     peak_label = labels.reshape(a.shape[0], -1)[np.arange(a.shape[0]), peak]
-    weights = np.where(labels == peak_label[:, None, None], u, 0.0)
-    total = weights.sum(axis=(1, 2))
+    weights = np.where(labels == peak_label[:, None, None], u, 0)
+    # the sums in float64 whatever the map's dtype
+    total = weights.sum(axis=(1, 2), dtype=np.float64)
     rows = np.arange(h, dtype=np.float64)
     cols = np.arange(w, dtype=np.float64)
-    out[ok, 0] = (weights.sum(axis=2) @ rows) / total
-    out[ok, 1] = (weights.sum(axis=1) @ cols) / total
+    out[ok, 0] = (weights.sum(axis=2, dtype=np.float64) @ rows) / total
+    out[ok, 1] = (weights.sum(axis=1, dtype=np.float64) @ cols) / total
     return out[0] if single else out
 
 
