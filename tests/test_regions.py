@@ -116,3 +116,29 @@ def test_median_on_the_labelled_box_equals_the_whole_frame_median():
         assert np.array_equal(_median3_where_labelled(labels), ndimage.median_filter(labels, size=3))
     empty = np.zeros((8, 8), np.uint8)
     assert np.array_equal(_median3_where_labelled(empty), empty)
+
+
+def test_bounded_nearest_search_equals_the_plain_query():
+    from scipy import spatial
+
+    from stem2d.predict.regions import _nearest
+
+    rng = np.random.default_rng(4)
+    grid = np.stack(np.meshgrid(np.arange(30.0), np.arange(30.0), indexing="ij"), -1).reshape(-1, 2) * 10.0
+    hollows = grid + rng.normal(0, 0.5, grid.shape)
+    points = rng.uniform(-20, 310, (500, 2))  # some beyond the edge: fewer than k within the bound
+    tree = spatial.cKDTree(hollows)
+    d, expected = tree.query(points, k=7)
+    got = _nearest(tree, points, k=7, within=16.0)
+    assert np.isinf(tree.query(points, k=7, distance_upper_bound=16.0)[0][:, -1]).any()  # the fall-back runs
+    assert np.array_equal(got, expected)
+
+
+def test_region_pixel_counts_add_up():
+    labels = np.random.default_rng(5).integers(0, len(REGION_KINDS), (37, 41)).astype(np.uint8)
+    from stem2d.predict.regions import RegionMap
+
+    r = RegionMap(labels, np.zeros(0, np.uint8), 0.3)
+    assert list(r.pixel_counts) == list(np.bincount(labels.ravel(), minlength=len(REGION_KINDS)))
+    assert sum(r.fractions().values()) == pytest.approx(1.0)
+    assert set(r.masks()) == {k for i, k in enumerate(REGION_KINDS) if i and (labels == i).any()}
