@@ -93,7 +93,7 @@ class MovieSettings:
     material: str = "WS2"
     pixel_size_A: float | None = None
     max_frames: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     unconfirmed: str = "unknown"
     evidence: bool = True
     check_evidence: str = "confirm"
