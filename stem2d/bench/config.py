@@ -90,7 +90,7 @@ class BenchConfig:
     e2e_repeats: int = 2
     e2e_subprocess: bool = True
     large_frame_px: int | None = 2048  # end-to-end rows on a large-frame movie too (None: skipped)
-    large_frames: int = 6
+    large_frames: int = 10  # frames 3..10 give the once-running rate (6 gave 0.8-0.96 frames/s run to run)
     unet_frame_px: int = 512
     detect_tile_px: int | None = None
     real_frames: int = 4
