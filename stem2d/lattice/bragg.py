@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
+from stem2d.lattice import _patches as P
 from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice._frame import check_frame
 from stem2d.lattice.scale import measure_lattice_period
@@ -112,7 +113,12 @@ def _reflection_peaks(img: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.nd
     grid (N,) bool (not on its edge), and the grid magnitudes (N, 9, 9).
     """
     n_r, n_c = img.shape
-    win = (img - img.mean()) * np.outer(np.hanning(n_r), np.hanning(n_c))
+    # the Hann-windowed, centred frame, a band of rows at a time (no frame-sized temporaries)
+    mean, hann_r, hann_c = img.mean(), np.hanning(n_r), np.hanning(n_c)
+    win = np.empty((n_r, n_c))
+    for band in P.row_bands(n_r):
+        np.subtract(img[band], mean, out=win[band])
+        win[band] *= np.outer(hann_r[band], hann_c)
     steps = np.linspace(-0.6, 0.6, 9)
     fy = g[:, :1] + steps / n_r  # (n_g, 9) fine frequencies of every reflection
     fx = g[:, 1:] + steps / n_c

@@ -24,6 +24,7 @@ The atom-by-atom analysis microscopists do by hand (atomap's workflow), in four 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,7 +164,13 @@ def fit_lattice(
     ValueError
         Bad frame, or no hexagonal lattice of ``material`` near ``pixel_size_A``.
     """
-    img = check_frame(frame)
+    return _fit_lattice(frame, check_frame(frame), material=material, pixel_size_A=pixel_size_A,
+                        resolution_A=resolution_A, basis_hint=basis_hint)
+
+
+def _fit_lattice(frame: np.ndarray, img: np.ndarray, *, material: Material, pixel_size_A: float,
+                 resolution_A: float | None, basis_hint: np.ndarray | None) -> LatticeFit:
+    """:func:`fit_lattice` of ``frame`` with ``img`` its :func:`check_frame` (checked once)."""
     if not pixel_size_A > 0:
         raise ValueError(f"pixel_size_A must be > 0, got {pixel_size_A}")
     max_freq = min(0.45, 2.2 * pixel_size_A / material.d100_A)
@@ -183,7 +190,7 @@ def fit_lattice(
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
     upsample = _upsampler(img.shape, step)
     demodulate = _demodulator(img, step)
-    smooth_blocks = _block_smoother(demodulate.weight, resolution_px / 2, step)
+    smooth_blocks = _frame_smoother(img.shape, step, resolution_px / 2)
     frac, amp = np.empty((2, *img.shape)), 0.0
     for k, gk in enumerate((g1, g2, g2 - g1)):
         local = smooth_blocks(demodulate(gk))
@@ -204,7 +211,7 @@ def fit_lattice(
                                      output=np.float64)
     motif = _motif(smooth, frac)
     offsets = _assign_sites(motif, material)
-    return LatticeFit(basis, frac, offsets, bragg, motif, _strain(frac, basis, bragg > 0.5))
+    return LatticeFit(basis, frac, offsets, bragg, motif, _strain(frac, basis, bragg))
 
 
 def quantify_columns(
@@ -250,7 +257,8 @@ def quantify_columns(
     """
     img = check_frame(frame)
     if lattice is None:
-        lattice = fit_lattice(img, material=material, pixel_size_A=pixel_size_A, basis_hint=basis_hint)
+        lattice = _fit_lattice(frame, img, material=material, pixel_size_A=pixel_size_A, resolution_A=None,
+                               basis_hint=basis_hint)
     if lattice.frac.shape[1:] != img.shape:
         raise ValueError(f"lattice fit of shape {lattice.frac.shape[1:]} does not match the frame {img.shape}")
     r_int = integration_radius_A / pixel_size_A
@@ -332,8 +340,7 @@ def _demodulator(image: np.ndarray, step: int):
     h, w = image.shape
     hb, wb = -(-h // step), -(-w // step)
     padded = np.zeros((hb * step, wb * step))
-    padded[:h, :w] = image
-    padded[:h, :w] -= image.mean()  # centred in place: no frame-sized temporary
+    np.subtract(image, image.mean(), out=padded[:h, :w])  # centred as copied: one pass
     rows, cols = np.arange(hb * step), np.arange(wb * step)
 
     blocks_of_rows = padded.reshape(hb, step, wb * step)
@@ -353,11 +360,24 @@ def _demodulator(image: np.ndarray, step: int):
             out += blocks[:, :, k]
         return out
 
-    # frame pixels per block: full blocks hold step x step, the last row and column of blocks less
-    per_row = np.minimum(step, h - step * np.arange(hb)).astype(np.float64)
-    per_col = np.minimum(step, w - step * np.arange(wb)).astype(np.float64)
-    demodulate.weight = np.outer(per_row, per_col)
+    demodulate.weight = _block_weight(image.shape, step)
     return demodulate
+
+
+def _block_weight(shape: tuple[int, int], step: int) -> np.ndarray:
+    """Frame pixels per ``step``-px block of :func:`_demodulator`: full blocks hold step x step,
+    the last row and column of blocks less."""
+    h, w = shape
+    per_row = np.minimum(step, h - step * np.arange(-(-h // step))).astype(np.float64)
+    per_col = np.minimum(step, w - step * np.arange(-(-w // step))).astype(np.float64)
+    return np.outer(per_row, per_col)
+
+
+@functools.lru_cache(maxsize=4)
+def _frame_smoother(shape: tuple[int, int], step: int, sigma_px: float):
+    """:func:`_block_smoother` of the blocks of a frame of ``shape``, kept (the frames of a movie
+    share it: its normalisation, a Gaussian filter of the block grid, is computed once)."""
+    return _block_smoother(_block_weight(shape, step), sigma_px, step)
 
 
 def _block_smoother(weight: np.ndarray, sigma_px: float, step: int):
@@ -366,6 +386,7 @@ def _block_smoother(weight: np.ndarray, sigma_px: float, step: int):
     phase on the coarse grid of :func:`_upsampler`. ``weight``: frame pixels per block."""
     s = sigma_px / step
     norm = np.maximum(ndimage.gaussian_filter(weight, s, mode="constant"), 1e-12)
+    norm.setflags(write=False)
 
     def smooth(blocks: np.ndarray) -> np.ndarray:
         return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
@@ -425,20 +446,25 @@ def _linear_taps_at(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.n
     return i0, np.minimum(i0 + 1, n - 1), x - i0
 
 
-def _strain(frac: np.ndarray, basis: np.ndarray, on_lattice: np.ndarray) -> float:
-    """95th percentile over the lattice of ``|F(r) - median F|`` (Frobenius norm), where
-    ``F = G^-1 grad f`` is the local deformation relative to the global lattice (identity for a
-    rigid one)."""
+def _strain(frac: np.ndarray, basis: np.ndarray, bragg: np.ndarray) -> float:
+    """95th percentile over the lattice (``bragg > 0.5``) of ``|F(r) - median F|`` (Frobenius
+    norm), where ``F = G^-1 grad f`` is the local deformation relative to the global lattice
+    (identity for a rigid one); sampled every 4 px."""
     step = 4
-    grads = [np.gradient(f[::step, ::step], step) for f in frac]  # grads[k][axis]
-    jac = np.stack([np.stack(g, axis=-1) for g in grads], axis=-2)  # (h, w, 2, 2): d f_k / d x_a
-    deform = np.linalg.inv(basis) @ jac
-    mask = on_lattice[::step, ::step]
+    grads = [np.gradient(f[::step, ::step], step) for f in frac]  # grads[k][axis]: d f_k / d x_a
+    mask = bragg[::step, ::step] > 0.5
     if mask.sum() < 16:
-        mask = np.ones_like(mask)
-    d = deform[mask]
-    spread = np.linalg.norm(d - np.median(d, axis=0), axis=(1, 2))
-    return float(np.percentile(spread, 95))
+        mask[...] = True
+    on = [[g[mask] for g in grads[k]] for k in (0, 1)]
+    inv = np.linalg.inv(basis)
+    # F[i, a] = sum_k inv[i, k] d f_k / d x_a, element by element on the lattice samples only
+    square = 0.0
+    for i in (0, 1):
+        for a in (0, 1):
+            f_ia = inv[i, 0] * on[0][a] + inv[i, 1] * on[1][a]
+            f_ia -= np.median(f_ia)
+            square = square + f_ia * f_ia
+    return float(np.percentile(np.sqrt(square), 95))
 
 
 def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
