@@ -118,36 +118,38 @@ class IndexNeighbours:
         """(whether the first k of the stencil ``offsets`` are each query's k nearest, them)."""
         width = table.shape[1]
         # flat table index of every stencil site of every query (a query whose stencil would
-        # leave the table looks at the padding: no sites, not answered)
+        # leave the table looks at the padding: no sites, not answered); stencil-major (M, N)
+        # arrays, so the reductions over the stencil are element-wise across the queries
         at = self.ij[query] - lo + _PAD
-        inside = (at >= _REACH).all(axis=1) & (at < np.array(table.shape) - _REACH).all(axis=1)
-        centre = np.where(inside, at[:, 0] * width + at[:, 1], _REACH * width + _REACH)
-        found = table.ravel()[centre[:, None] + (offsets[:, 0] * width + offsets[:, 1])]
+        at_r, at_c = at[:, 0], at[:, 1]
+        inside = (at_r >= _REACH) & (at_c >= _REACH) & (at_r < table.shape[0] - _REACH) & (at_c < width - _REACH)
+        centre = np.where(inside, at_r * width + at_c, _REACH * width + _REACH)
+        found = table.ravel()[(offsets[:, 0] * width + offsets[:, 1])[:, None] + centre]
         # -1 (no site) reads the appended entry: not usable
         good = np.append(usable, False)[found]
         dr = np.take(self._rows, found)
-        dr -= np.take(self._rows, query)[:, None]
+        dr -= np.take(self._rows, query)
         dc = np.take(self._cols, found)
-        dc -= np.take(self._cols, query)[:, None]
+        dc -= np.take(self._cols, query)
         dr *= dr
         dc *= dc
         dr += dc
         d2 = np.where(good, dr, np.inf)  # squared distances, usable sites only
         limit = (_MAX_STRETCH * ideal) ** 2
         # the inner shells, all usable, nearer than every usable site of the next shells
-        far = d2[:, :k].max(axis=1)
-        ok = (far <= limit) & (d2[:, k:].min(axis=1, initial=np.inf) > far)
-        rows = found[:, :k].copy()
+        far = d2[:k].max(axis=0)
+        ok = (far <= limit) & (d2[k:].min(axis=0, initial=np.inf) > far)
+        rows = found[:k].T.copy()
         rest = np.flatnonzero(~ok)
-        if len(rest) and d2.shape[1] > k:
+        if len(rest) and d2.shape[0] > k:
             # else (a vacancy, the frame edge): the k nearest usable of the stencil, if they are
             # within the limit and the next is farther
-            d2r = d2[rest]
+            d2r = np.ascontiguousarray(d2[:, rest].T)
             order = np.argpartition(d2r, k, axis=1)
             kth = np.take_along_axis(d2r, order[:, :k], axis=1).max(axis=1)
             sure = (kth <= limit) & (np.take_along_axis(d2r, order[:, k:k + 1], axis=1)[:, 0] > kth)
             ok[rest[sure]] = True
-            rows[rest[sure]] = np.take_along_axis(found[rest[sure]], order[sure, :k], axis=1)
+            rows[rest[sure]] = np.take_along_axis(found[:, rest[sure]].T, order[sure, :k], axis=1)
         return ok, rows
 
     def _table(self, ref_sub: int) -> tuple[np.ndarray, np.ndarray]:

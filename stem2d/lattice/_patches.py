@@ -6,6 +6,8 @@ memory stays bounded on frames of any size with the numbers of the one-shot vers
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -58,7 +60,7 @@ def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, d
     shape = np.array(padded.shape) - 2 * half
     base = np.clip(np.rint(centres).astype(np.intp), 0, shape - 1) + half
     width = padded.shape[1]
-    return padded.ravel()[(base[:, 0] * width + base[:, 1])[:, None] + (dy * width + dx)]
+    return np.take(padded.ravel(), (base[:, 0] * width + base[:, 1])[:, None] + (dy * width + dx))
 
 
 def grid_gather(padded: np.ndarray, half: int, centres: np.ndarray, step: int) -> np.ndarray:
@@ -83,22 +85,32 @@ def patch_values(image: np.ndarray, centres: np.ndarray, radius: float, step: in
 
 def disk_stencil(radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of the patch pixels that can fall inside ``radius + 0.5`` of a centre within half a
-    pixel of the patch's (the others always get weight 0 in :func:`disk_weights`)."""
+    pixel of the patch's (the others always get weight 0 in :func:`disk_weights`); read-only."""
+    return _disk_stencil(float(radius))[:2]
+
+
+@functools.lru_cache(maxsize=16)
+def _disk_stencil(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`disk_stencil` (integer offsets dy, dx) and the same offsets as floats, kept (every
+    chunk of every frame asks for the same few radii)."""
     dy, dx = patch_grid(radius)
     near = np.hypot(np.maximum(np.abs(dy) - 0.5, 0), np.maximum(np.abs(dx) - 0.5, 0)) < radius + 0.5
-    return dy[near], dx[near]
+    out = (dy[near], dx[near], dy[near].astype(np.float64), dx[near].astype(np.float64))
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def disk_weights(image_shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
     """Anti-aliased disk around each centre (N, P) on :func:`disk_stencil`: 1 inside
     ``radius - 0.5``, 0 outside ``radius + 0.5``, linear between, measured from the
     (edge-clamped) patch pixel."""
-    dy, dx = disk_stencil(radius)
+    dy, dx, dy_f, dx_f = _disk_stencil(float(radius))
     base = np.rint(centres).astype(np.intp)
     # (base + d) - centre as (base - centre) + d: the same single rounding (base - centre is
     # exact), one pass instead of three; patches over the frame edge clamped as before
     offset = base - centres
-    rr, cc = offset[:, :1] + dy, offset[:, 1:] + dx
+    rr, cc = offset[:, :1] + dy_f, offset[:, 1:] + dx_f
     shape = np.asarray(image_shape[:2])
     edge = ((base + min(dy.min(), dx.min()) < 0) | (base + max(dy.max(), dx.max()) > shape - 1)).any(axis=1)
     if edge.any():
@@ -112,9 +124,12 @@ def disk_weights(image_shape: tuple[int, int], centres: np.ndarray, radius: floa
     return np.clip(rr, 0.0, 1.0, out=rr)
 
 
-def disk_means(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+def disk_means(image: np.ndarray, centres: np.ndarray, radius: float, *,
+               padded: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """Anti-aliased disk mean (:func:`disk_weights`) of ``image`` around each centre (N,);
+    ``padded``: :func:`padded_for` of ``image`` and :func:`disk_stencil` when already made."""
     dy, dx = disk_stencil(radius)
-    padded, half = padded_for(image, dy, dx)
+    padded, half = padded_for(image, dy, dx) if padded is None else padded
     out = np.empty(len(centres))
     for part in chunks(len(centres)):
         w = disk_weights(image.shape, centres[part], radius)
@@ -143,9 +158,12 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
     pos = centres.copy()
     for _ in range(iterations):
         base = np.rint(pos).astype(np.intp)
-        rr = np.clip(base[:, :1] + dy, 0, image.shape[0] - 1)
-        cc = np.clip(base[:, 1:] + dx, 0, image.shape[1] - 1)
-        weights = image.ravel()[rr * image.shape[1] + cc]  # image[rr, cc], one flat index
+        rr, cc = base[:, :1] + dy, base[:, 1:] + dx
+        if rr.min() < 0 or rr.max() > image.shape[0] - 1:  # clamped to the frame (a no-op inside)
+            np.clip(rr, 0, image.shape[0] - 1, out=rr)
+        if cc.min() < 0 or cc.max() > image.shape[1] - 1:
+            np.clip(cc, 0, image.shape[1] - 1, out=cc)
+        weights = np.take(image.ravel(), rr * image.shape[1] + cc)  # image[rr, cc], one flat index
         weights -= bg[:, None]
         np.clip(weights, 0.0, None, out=weights)
         total = weights.sum(axis=1)

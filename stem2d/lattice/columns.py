@@ -265,7 +265,7 @@ def quantify_columns(
     margin = int(np.ceil(max(r_int, refine_radius_A / pixel_size_A))) + 1
     inv = np.linalg.inv(lattice.basis)  # d(row, col) = inv @ d(frac)
     frac_range = _frac_range(lattice.frac)
-    sites = [_sites(lattice.frac, off, inv, margin, frac_range) for off in lattice.offsets]
+    sites = _all_sites(lattice.frac, lattice.offsets, inv, margin, frac_range)
     pos = np.concatenate([s[0] for s in sites])
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
@@ -276,7 +276,9 @@ def quantify_columns(
     # per hollow that of its 6 nearest other hollows (a median: an adatom on one does not count)
     hollow = sub == 2
     area = np.pi * r_int**2
-    means = P.disk_means(img, pos, r_int)  # every site on the lattice (refined columns again below)
+    # every site on the lattice (refined columns again below, from the same padded frame)
+    disk_frame = P.padded_for(img, *P.disk_stencil(r_int))
+    means = P.disk_means(img, pos, r_int, padded=disk_frame)
     by_index = continuous(lattice.frac, lattice.basis)
     near = IndexNeighbours(lattice_pos, ij, sub, lattice.offsets, inv, by_index=by_index)
     bg = means.copy()  # a lone hollow: its own level
@@ -293,7 +295,7 @@ def quantify_columns(
     pos[columns] = P.refine(smooth, pos[columns], bg[columns], refine_radius_A / pixel_size_A,
                            max_shift_A / pixel_size_A)
     moved = (pos != lattice_pos).any(axis=1)
-    means[moved] = P.disk_means(img, pos[moved], r_int)
+    means[moved] = P.disk_means(img, pos[moved], r_int, padded=disk_frame)
     intensity = means * area - bg * np.pi * r_int**2
     rel = np.empty(len(pos))
     near = IndexNeighbours(pos, ij, sub, lattice.offsets, inv, by_index=by_index)
@@ -535,37 +537,58 @@ def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int,
     with ``e`` the fractional residual; the estimates of the pixels within a quarter cell are
     averaged per site. ``frac_range``: :func:`_frac_range` of ``frac`` when already known.
     """
+    return _all_sites(frac, offset[None], inv, margin, frac_range)[0]
+
+
+def _all_sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int,
+               frac_range: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_sites` of each sublattice of ``offsets`` (S, 2), in one pass over the frame (each
+    band of ``frac`` read from memory once for all sublattices)."""
     h, w = frac.shape[1:]
     # lattice indices of the sites any pixel can be nearest to (the key range of the bincounts)
     low, high = _frac_range(frac) if frac_range is None else frac_range
-    lo = [int(np.rint(low[k] - offset[k])) for k in (0, 1)]
-    hi = [int(np.rint(high[k] - offset[k])) for k in (0, 1)]
-    span = hi[1] - lo[1] + 1
-    size = (hi[0] - lo[0] + 1) * span
-    count, sum_r, sum_c = np.zeros(size), np.zeros(size), np.zeros(size)
-    for band in P.row_bands(h):  # bounded temporaries: a band of rows at a time
-        e = frac[:, band] - offset[:, None, None]
-        n = np.rint(e)
-        e -= n
-        near = np.flatnonzero((np.abs(e[0]) < 0.25) & (np.abs(e[1]) < 0.25))
-        e0, e1 = e[0].ravel()[near], e[1].ravel()[near]
-        rows, cols = np.divmod(near, w)
-        key = (n[0].ravel()[near].astype(np.int64) - lo[0]) * span + (n[1].ravel()[near].astype(np.int64) - lo[1])
-        if not len(key):
-            continue
-        # the sites of this band only (a band's keys span a few lattice rows, not the frame's)
-        k0 = key.min()
-        key -= k0
-        span_k = slice(k0, k0 + key.max() + 1)
-        count[span_k] += np.bincount(key)
-        sum_r[span_k] += np.bincount(key, weights=rows + band.start - (inv[0, 0] * e0 + inv[0, 1] * e1))
-        sum_c[span_k] += np.bincount(key, weights=cols - (inv[1, 0] * e0 + inv[1, 1] * e1))
-    # per site (key, in key order) the mean estimate of its pixels
-    uniq = np.flatnonzero(count)
-    r, c, count = sum_r[uniq] / count[uniq], sum_c[uniq] / count[uniq], count[uniq]
-    ij = np.stack([uniq // span + lo[0], uniq % span + lo[1]], axis=1)
-    inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (count >= 3)
-    return np.stack([r, c], axis=1)[inside], ij[inside]
+    lo = [[int(np.rint(low[k] - offset[k])) for k in (0, 1)] for offset in offsets]
+    hi = [[int(np.rint(high[k] - offset[k])) for k in (0, 1)] for offset in offsets]
+    span = [hi_s[1] - lo_s[1] + 1 for lo_s, hi_s in zip(lo, hi)]
+    sums = [np.zeros((3, (hi_s[0] - lo_s[0] + 1) * span_s)) for lo_s, hi_s, span_s in zip(lo, hi, span)]
+    bands = P.row_bands(h)
+    # per band the residual, its rounding and the pixel coordinates (as floats), in buffers of
+    # one band: bounded temporaries, allocated once
+    most = bands[0].stop - bands[0].start
+    e_buf, n_buf, a_buf = np.empty((2, most * w)), np.empty((2, most * w)), np.empty((2, most * w))
+    row_in_band = np.repeat(np.arange(most, dtype=np.float64), w)
+    col_of = np.tile(np.arange(w, dtype=np.float64), most)
+    for band in bands:
+        size = (band.stop - band.start) * w
+        e, n, a = e_buf[:, :size], n_buf[:, :size], a_buf[:, :size]
+        f = frac[:, band].reshape(2, -1)
+        row_of = row_in_band[:size] + band.start
+        for offset, (lo0, lo1), span_s, (count, sum_r, sum_c) in zip(offsets, lo, span, sums):
+            np.subtract(f, offset[:, None], out=e)
+            np.rint(e, out=n)
+            e -= n
+            np.abs(e, out=a)
+            near = np.flatnonzero(np.maximum(a[0], a[1], out=a[0]) < 0.25)  # both |e_k| < 1/4
+            if not len(near):
+                continue
+            e0, e1 = e[0][near], e[1][near]
+            key = ((n[0][near] - lo0) * span_s + (n[1][near] - lo1)).astype(np.int64)
+            # the sites of this band only (a band's keys span a few lattice rows, not the frame's)
+            k0 = key.min()
+            key -= k0
+            span_k = slice(k0, k0 + key.max() + 1)
+            count[span_k] += np.bincount(key)
+            sum_r[span_k] += np.bincount(key, weights=row_of[near] - (inv[0, 0] * e0 + inv[0, 1] * e1))
+            sum_c[span_k] += np.bincount(key, weights=col_of[near] - (inv[1, 0] * e0 + inv[1, 1] * e1))
+    out = []
+    for (lo0, lo1), span_s, (count, sum_r, sum_c) in zip(lo, span, sums):
+        # per site (key, in key order) the mean estimate of its pixels
+        uniq = np.flatnonzero(count)
+        r, c, n_px = sum_r[uniq] / count[uniq], sum_c[uniq] / count[uniq], count[uniq]
+        ij = np.stack([uniq // span_s + lo0, uniq % span_s + lo1], axis=1)
+        inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (n_px >= 3)
+        out.append((np.stack([r, c], axis=1)[inside], ij[inside]))
+    return out
 
 
 def _frac_range(frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
