@@ -50,6 +50,16 @@ def test_demodulation_and_upsampling_match_the_direct_versions():
                                    rtol=1e-12, atol=1e-12)
 
 
+def test_bilinear_matches_map_coordinates():
+    rng = np.random.default_rng(4)
+    for shape in ((37, 53), (2, 9), (16, 16)):
+        img = rng.normal(size=shape)
+        pos = np.array(shape) * rng.uniform(0, 1, (200, 2)) + rng.uniform(-1.5, 1.5, (200, 2))
+        pos[:4] = [[0, 0], [shape[0] - 1, shape[1] - 1], [shape[0] - 1, 0.5], [-3.0, shape[1] + 2.0]]  # edges, beyond
+        ref = ndimage.map_coordinates(img, pos.T, order=1, mode="nearest")
+        np.testing.assert_allclose(C._bilinear(img, pos), ref, rtol=0, atol=1e-12)
+
+
 def test_patches_and_disks_match_the_clipped_gather():
     rng = np.random.default_rng(1)
     img = rng.normal(size=(40, 50))

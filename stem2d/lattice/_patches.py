@@ -112,7 +112,9 @@ def disk_weights(image_shape: tuple[int, int], centres: np.ndarray, radius: floa
     offset = base - centres
     rr, cc = offset[:, :1] + dy_f, offset[:, 1:] + dx_f
     shape = np.asarray(image_shape[:2])
-    edge = ((base + min(dy.min(), dx.min()) < 0) | (base + max(dy.max(), dx.max()) > shape - 1)).any(axis=1)
+    low, high = min(dy.min(), dx.min()), max(dy.max(), dx.max())
+    edge = ((base[:, 0] + low < 0) | (base[:, 1] + low < 0)
+            | (base[:, 0] + high > shape[0] - 1) | (base[:, 1] + high > shape[1] - 1))
     if edge.any():
         rr[edge] = np.clip(base[edge, :1] + dy, 0, image_shape[0] - 1) - centres[edge, :1]
         cc[edge] = np.clip(base[edge, 1:] + dx, 0, image_shape[1] - 1) - centres[edge, 1:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
-from stem2d.lattice import _patches as P
 from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice._frame import check_frame
 from stem2d.lattice.scale import measure_lattice_period
@@ -113,19 +112,18 @@ def _reflection_peaks(img: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.nd
     grid (N,) bool (not on its edge), and the grid magnitudes (N, 9, 9).
     """
     n_r, n_c = img.shape
-    # the Hann-windowed, centred frame, a band of rows at a time (no frame-sized temporaries)
-    mean, hann_r, hann_c = img.mean(), np.hanning(n_r), np.hanning(n_c)
-    win = np.empty((n_r, n_c))
-    for band in P.row_bands(n_r):
-        np.subtract(img[band], mean, out=win[band])
-        win[band] *= np.outer(hann_r[band], hann_c)
     steps = np.linspace(-0.6, 0.6, 9)
     fy = g[:, :1] + steps / n_r  # (n_g, 9) fine frequencies of every reflection
     fx = g[:, 1:] + steps / n_c
-    ey = np.exp(-2j * np.pi * fy[..., None] * np.arange(n_r)).reshape(-1, n_r)
-    ex = np.exp(-2j * np.pi * fx[..., None] * np.arange(n_c))  # (n_g, 9, W)
+    # the transform of the Hann-windowed, centred frame (img - mean) hann_r[r] hann_c[c] with the
+    # window folded into the waves and the mean's share (mean * sum_r ey[r]) taken off the row
+    # transforms: no windowed copy of the frame
+    ey = (np.exp(-2j * np.pi * fy[..., None] * np.arange(n_r)) * np.hanning(n_r)).reshape(-1, n_r)
+    ex = np.exp(-2j * np.pi * fx[..., None] * np.arange(n_c)) * np.hanning(n_c)  # (n_g, 9, W)
     # one real matrix product for all row transforms (the frame is real), then small ones
-    half = _real_left(ey) @ win
+    left = _real_left(ey)
+    half = left @ img
+    half -= img.mean() * left.sum(axis=1)[:, None]
     rowft = (half[:len(ey)] + 1j * half[len(ey):]).reshape(len(g), len(steps), n_c)
     mags = np.abs(np.matmul(rowft, ex.transpose(0, 2, 1)))  # (n_g, 9, 9)
     found, amps, inside = [], [], []

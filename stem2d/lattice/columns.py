@@ -164,11 +164,11 @@ def fit_lattice(
     ValueError
         Bad frame, or no hexagonal lattice of ``material`` near ``pixel_size_A``.
     """
-    return _fit_lattice(frame, check_frame(frame), material=material, pixel_size_A=pixel_size_A,
+    return _fit_checked(frame, check_frame(frame), material=material, pixel_size_A=pixel_size_A,
                         resolution_A=resolution_A, basis_hint=basis_hint)
 
 
-def _fit_lattice(frame: np.ndarray, img: np.ndarray, *, material: Material, pixel_size_A: float,
+def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixel_size_A: float,
                  resolution_A: float | None, basis_hint: np.ndarray | None) -> LatticeFit:
     """:func:`fit_lattice` of ``frame`` with ``img`` its :func:`check_frame` (checked once)."""
     if not pixel_size_A > 0:
@@ -196,10 +196,9 @@ def _fit_lattice(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
         local = smooth_blocks(demodulate(gk))
         amp = amp + np.abs(local)
         if k < 2:  # f_k = g_k . r + phase / 2 pi, in place, a band of rows at a time (in cache)
-            phase = _unwrap(np.angle(local))
+            turns = _unwrap(np.angle(local)) / (2 * np.pi)  # on the block grid: a frame pass less
             for band in P.row_bands(img.shape[0]):
-                f = upsample(phase, out=frac[k, band], rows=band)
-                f /= 2 * np.pi
+                f = upsample(turns, out=frac[k, band], rows=band)
                 f += gk[0] * rows[band]
                 f += gk[1] * cols
     del demodulate
@@ -257,7 +256,7 @@ def quantify_columns(
     """
     img = check_frame(frame)
     if lattice is None:
-        lattice = _fit_lattice(frame, img, material=material, pixel_size_A=pixel_size_A, resolution_A=None,
+        lattice = _fit_checked(frame, img, material=material, pixel_size_A=pixel_size_A, resolution_A=None,
                                basis_hint=basis_hint)
     if lattice.frac.shape[1:] != img.shape:
         raise ValueError(f"lattice fit of shape {lattice.frac.shape[1:]} does not match the frame {img.shape}")
@@ -312,7 +311,7 @@ def quantify_columns(
     quality = P.fit_quality(smooth, lattice_pos, sub, material.a_A / pixel_size_A,
                            step=max(1, round(0.5 / pixel_size_A)))
     shift = np.hypot(*(pos - lattice_pos).T) * pixel_size_A
-    bragg = ndimage.map_coordinates(lattice.bragg, pos.T, order=1, mode="nearest")
+    bragg = _bilinear(lattice.bragg, pos)
     table = pd.DataFrame({
         "row": pos[:, 0], "col": pos[:, 1], "sublattice": np.asarray(SUBLATTICES)[sub],
         "i": ij[:, 0].astype(np.int64), "j": ij[:, 1].astype(np.int64), "intensity": intensity,
@@ -453,7 +452,7 @@ def _strain(frac: np.ndarray, basis: np.ndarray, bragg: np.ndarray) -> float:
     norm), where ``F = G^-1 grad f`` is the local deformation relative to the global lattice
     (identity for a rigid one); sampled every 4 px."""
     step = 4
-    grads = [np.gradient(f[::step, ::step], step) for f in frac]  # grads[k][axis]: d f_k / d x_a
+    grads = [np.gradient(np.ascontiguousarray(f[::step, ::step]), step) for f in frac]  # [k][a]: d f_k / d x_a
     mask = bragg[::step, ::step] > 0.5
     if mask.sum() < 16:
         mask[...] = True
@@ -589,6 +588,22 @@ def _all_sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: i
         inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (n_px >= 3)
         out.append((np.stack([r, c], axis=1)[inside], ij[inside]))
     return out
+
+
+def _bilinear(image: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``image`` linearly interpolated at the points ``pos`` (N, 2) (row, col), clamped to the
+    frame: ``ndimage.map_coordinates(image, pos.T, order=1, mode="nearest")`` to rounding, with
+    one flat index per corner (~5x faster)."""
+    h, w = image.shape
+    r, c = np.clip(pos[:, 0], 0, h - 1), np.clip(pos[:, 1], 0, w - 1)
+    r0 = np.minimum(np.floor(r).astype(np.intp), max(h - 2, 0))
+    c0 = np.minimum(np.floor(c).astype(np.intp), max(w - 2, 0))
+    fr, fc = r - r0, c - c0
+    flat, at = image.ravel(), r0 * w + c0
+    right, down = min(1, w - 1), min(1, h - 1) * w
+    top = flat[at] * (1 - fc) + flat[at + right] * fc
+    bottom = flat[at + down] * (1 - fc) + flat[at + down + right] * fc
+    return top * (1 - fr) + bottom * fr
 
 
 def _frac_range(frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
