@@ -68,6 +68,7 @@ class IndexNeighbours:
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._trees: dict[bytes, spatial.cKDTree] = {}
         self._rows, self._cols = np.ascontiguousarray(pos[:, 0]), np.ascontiguousarray(pos[:, 1])
+        self._cols_ext = np.append(self._cols, 0.0)  # index -1 (no site) reads the appended entry
 
     def nearest(self, ref_sub: int, query: np.ndarray, k: int, *, usable: np.ndarray | None = None,
                 self_match: bool = False) -> np.ndarray:
@@ -99,6 +100,9 @@ class IndexNeighbours:
         """(rows answered by index (len(query),) bool, their k nearest (len(query), k))."""
         table, lo = self._table(ref_sub)
         q_sub = self.sub[query]
+        # the rows of the usable sites, inf for the others and for index -1 (no site, the
+        # appended entry): their squared distances come out inf, no mask needed
+        rows_usable = np.append(np.where(usable, self._rows, np.inf), np.inf)
         fast = np.zeros(len(query), bool)
         rows = np.zeros((len(query), k), dtype=np.intp)
         for s in np.unique(q_sub):
@@ -110,12 +114,13 @@ class IndexNeighbours:
             of_s = np.flatnonzero(q_sub == s)
             for chunk in P.chunks(len(of_s)):  # (queries x stencil) arrays of bounded size
                 part = of_s[chunk]
-                fast[part], rows[part] = self._check(query[part], offsets, k, ideal, usable, table, lo)
+                fast[part], rows[part] = self._check(query[part], offsets, k, ideal, rows_usable, table, lo)
         return fast, rows
 
-    def _check(self, query: np.ndarray, offsets: np.ndarray, k: int, ideal: float, usable: np.ndarray,
+    def _check(self, query: np.ndarray, offsets: np.ndarray, k: int, ideal: float, rows_usable: np.ndarray,
                table: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(whether the first k of the stencil ``offsets`` are each query's k nearest, them)."""
+        """(whether the first k of the stencil ``offsets`` are each query's k nearest, them);
+        ``rows_usable``: the sites' rows, inf where not usable, and an inf appended."""
         width = table.shape[1]
         # flat table index of every stencil site of every query (a query whose stencil would
         # leave the table looks at the padding: no sites, not answered); stencil-major (M, N)
@@ -125,16 +130,14 @@ class IndexNeighbours:
         inside = (at_r >= _REACH) & (at_c >= _REACH) & (at_r < table.shape[0] - _REACH) & (at_c < width - _REACH)
         centre = np.where(inside, at_r * width + at_c, _REACH * width + _REACH)
         found = table.ravel()[(offsets[:, 0] * width + offsets[:, 1])[:, None] + centre]
-        # -1 (no site) reads the appended entry: not usable
-        good = np.append(usable, False)[found]
-        dr = np.take(self._rows, found)
-        dr -= np.take(self._rows, query)
-        dc = np.take(self._cols, found)
+        # squared distances, inf to sites that are not usable (or none: -1 reads the appended inf)
+        d2 = np.take(rows_usable, found)
+        d2 -= np.take(self._rows, query)
+        dc = np.take(self._cols_ext, found)
         dc -= np.take(self._cols, query)
-        dr *= dr
+        d2 *= d2
         dc *= dc
-        dr += dc
-        d2 = np.where(good, dr, np.inf)  # squared distances, usable sites only
+        d2 += dc
         limit = (_MAX_STRETCH * ideal) ** 2
         # the inner shells, all usable, nearer than every usable site of the next shells
         far = d2[:k].max(axis=0)

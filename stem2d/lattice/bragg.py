@@ -118,8 +118,8 @@ def _reflection_peaks(img: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.nd
     # the transform of the Hann-windowed, centred frame (img - mean) hann_r[r] hann_c[c] with the
     # window folded into the waves and the mean's share (mean * sum_r ey[r]) taken off the row
     # transforms: no windowed copy of the frame
-    ey = (np.exp(-2j * np.pi * fy[..., None] * np.arange(n_r)) * np.hanning(n_r)).reshape(-1, n_r)
-    ex = np.exp(-2j * np.pi * fx[..., None] * np.arange(n_c)) * np.hanning(n_c)  # (n_g, 9, W)
+    ey = (_fine_waves(g[:, 0], steps / n_r, n_r) * np.hanning(n_r)).reshape(-1, n_r)
+    ex = _fine_waves(g[:, 1], steps / n_c, n_c) * np.hanning(n_c)  # (n_g, 9, W)
     # one real matrix product for all row transforms (the frame is real), then small ones
     left = _real_left(ey)
     half = left @ img
@@ -137,6 +137,14 @@ def _reflection_peaks(img: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.nd
         found.append((fyi[iy] + dy / n_r, fxi[ix] + dx / n_c))
         amps.append(mag[iy, ix])
     return np.array(found), np.array(amps), np.array(inside, dtype=bool), mags
+
+
+def _fine_waves(f: np.ndarray, df: np.ndarray, n: int) -> np.ndarray:
+    """``exp(-2 pi i (f[a] + df[b]) x)`` for ``x = 0 .. n - 1``, (len(f), len(df), n), as the
+    product of the waves of ``f`` and of ``df`` (len(f) + len(df) complex exponentials per sample,
+    not their product)."""
+    x = np.arange(n)
+    return np.exp(-2j * np.pi * np.outer(f, x))[:, None, :] * np.exp(-2j * np.pi * np.outer(df, x))[None]
 
 
 def _vertex(v: np.ndarray) -> float:

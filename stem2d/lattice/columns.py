@@ -478,8 +478,12 @@ def _motif(image: np.ndarray, frac: np.ndarray) -> np.ndarray:
         f = frac[:, rows]
         # bins of f mod 1 (f - floor(f) is np.mod(f, 1) exactly; truncation is floor for these
         # non-negative values; a value rounding up to 1 wraps to bin 0): no float or integer modulo
-        b = ((f - np.floor(f)) * n).astype(np.intp)
-        b[b >= n] -= n
+        t = np.floor(f)
+        np.subtract(f, t, out=t)
+        t *= n
+        b = t.astype(np.intp)
+        if b.max() >= n:
+            b[b >= n] -= n
         idx = (b[0] * n + b[1]).ravel()
         total += np.bincount(idx, weights=image[rows].ravel(), minlength=n * n)
         count += np.bincount(idx, minlength=n * n)
