@@ -14,6 +14,7 @@ from tests.train_helpers import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "stem2d" / "weights" / "unet_ws2.ckpt"
+FAST = ROOT / "stem2d" / "weights" / "unet_ws2_fast.ckpt"  # the speed preset: half the full-resolution channels
 
 
 @pytest.mark.parametrize("channels,shape", [((8, 16, 32), (2, 1, 64, 96)), ((4, 8), (1, 1, 32, 32)),
@@ -96,14 +97,15 @@ def test_train_fast_dev_run(tmp_path):
     assert summary["optimized_metric"] == "val/f1_best" and "test/f1" in summary["metrics"]
 
 
-def test_bundled_unet_meets_floor_on_fresh_movie():
-    """The shipped U-Net on a held-out synthetic movie (seed never used in training)."""
-    assert BUNDLED.is_file(), f"the bundled U-Net {BUNDLED} is missing"
+@pytest.mark.parametrize("path", [BUNDLED, FAST], ids=["unet_ws2", "unet_ws2_fast"])
+def test_bundled_unet_meets_floor_on_fresh_movie(path):
+    """The shipped U-Nets on a held-out synthetic movie (seeds never used in training)."""
+    assert path.is_file(), f"the bundled U-Net {path} is missing"
     from stem2d.predict.pixelmap import detect_defects
     from stem2d.predict.scoring import score_detections
     from stem2d.sim.movie import MovieConfig, simulate_movie
 
-    model = load_pixel_predictor(BUNDLED)
+    model = load_pixel_predictor(path)
     assert model.hparams.pixel_size_A == 0.3
     rows = []
     truth = []

@@ -39,6 +39,7 @@ class Checkpoints:
     cam_cnn: Path = field(default_factory=lambda: bundled_weight("cam_cnn_ws2.ckpt"))
     seed_cnn: Path = field(default_factory=lambda: bundled_weight("seed_cnn_ws2.ckpt"))
     unet: Path = field(default_factory=lambda: bundled_weight("unet_ws2.ckpt"))
+    unet_fast: Path = field(default_factory=lambda: bundled_weight("unet_ws2_fast.ckpt"))  # the speed preset
     cam_cnn_mx2: Path = field(default_factory=lambda: bundled_weight("cam_cnn_mx2.ckpt"))
     unet_mx2: Path = field(default_factory=lambda: bundled_weight("unet_mx2.ckpt"))
 
