@@ -147,6 +147,17 @@ def test_quantification_in_small_chunks_equals_one_chunk(monkeypatch):
     np.testing.assert_allclose(chunked.lattice.motif, whole.lattice.motif, rtol=1e-12)
 
 
+def test_float32_frames_give_the_numbers_of_their_float64_copy():
+    ws2 = get_material("WS2")
+    cols = mx2_columns(ws2, extent_A=(36.0, 39.0), rotation_deg=11.0)
+    clean = render_haadf(cols, shape=(120, 130), pixel_size_A=0.3, probe=Probe())
+    frame = acquire(clean, pixel_size_A=0.3, acq=Acquisition(dose_e_per_A2=5e4), rng=4).astype(np.float32)
+    single = C.quantify_columns(frame, material=ws2, pixel_size_A=0.3)
+    double = C.quantify_columns(frame.astype(np.float64), material=ws2, pixel_size_A=0.3)
+    assert len(single.table) > 300
+    assert single.table.equals(double.table)
+
+
 def test_column_cache_worker_gives_the_synchronous_result(monkeypatch):
     from stem2d.predict.column_candidates import ColumnCache
 
