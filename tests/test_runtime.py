@@ -113,21 +113,23 @@ def test_classifier_on_onnx_features_equals_torch(ckpt, tmp_path, monkeypatch):
         assert np.allclose(a, b, atol=1e-4, equal_nan=True)
 
 
-@pytest.mark.parametrize(("native", "expected"), [(True, "U-Net map on cpu: torch, bf16"), (False, "U-Net map on cpu: onnxruntime, fp32")])
-def test_unet_detector_follows_the_precision_rule(native, expected, monkeypatch, caplog):
-    """``detector.bf16: auto``: bf16 on torch where the CPU has it natively, else fp32 on ONNX
-    Runtime; both maps find the same sites on a synthetic frame."""
+@pytest.mark.parametrize(("native", "runtime_setting", "expected"), [
+    (True, "torch", "U-Net map on cpu: torch, bf16"), (False, "torch", "U-Net map on cpu: torch, fp32"),
+    (False, "auto", "U-Net map on cpu: onnxruntime, fp32")])
+def test_unet_detector_follows_the_precision_rule(native, runtime_setting, expected, monkeypatch, caplog):
+    """``detector.bf16: auto``: bf16 where the CPU has it natively, else fp32 (on torch by
+    default, on ONNX Runtime with ``runtime: auto``); the maps find the same sites on a synthetic frame."""
     import logging
 
     from stem2d.models import precision
     from stem2d.predict.detectors import build_detector
     from stem2d.sim.movie import MovieConfig, simulate_movie
 
-    if not native and not runtime.onnxruntime_available():
+    if runtime_setting == "auto" and not runtime.onnxruntime_available():
         pytest.skip("onnxruntime/onnx not installed")
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native)
     with caplog.at_level(logging.INFO, logger="stem2d.predict.detectors"):
-        detector = build_detector("unet")
+        detector = build_detector("unet", **({} if runtime_setting == "torch" else {"runtime": runtime_setting}))
     assert expected in caplog.text
     frame = simulate_movie(MovieConfig(n_frames=1, frame_shape=(128, 128)), rng=0).frames[0]
     points, _ = detector(frame)

@@ -1,16 +1,20 @@
 """Where the frame loop's networks (U-Net, classifier body) run on a CPU: torch, or ONNX Runtime.
 
-In fp32 the two are close on the native-bf16 CPU of the benchmark (one thread, quiet machine,
-interleaved, best of 4): the U-Net on a 452 px input (a 512 px frame of the benchmark movie,
-resampled and padded) 32 ms on ONNX Runtime, 29 ms on torch; on an 860 px tile (2048 px frames)
-232 ms on ONNX Runtime without its memory arena (127 ms with it, but ~280 MB more held), 149 ms on
-torch; the classifier on 571 windows 352 vs 357 ms. In the whole frame loop ONNX Runtime came out
-0-8 % ahead at 512 px and ~5 % behind at 2048 px, inside the run-to-run spread; AVX2-only CPUs
-are not measured. Where the CPU has native bf16 (:mod:`stem2d.models.precision`), torch's bf16
-autocast is faster than either (19 ms for the 452 px map), so the rule of :func:`choose_runtime` is
+In fp32 the two are close on the native-bf16 CPU of the benchmark (one thread, interleaved, best
+of 3-15): the classifier on the 578 windows of a 2048 px frame 349 ms on ONNX Runtime against
+381 ms on torch (batches of 32), ~27 vs ~30 ms on the ~48 windows of a 512 px frame; the U-Net on
+402 px frames 44-48 ms on ONNX Runtime against 36-40 ms on torch, on 1607 px frames within +-7 %
+either way from run to run, and the speed-preset U-Net (4 full-resolution channels) 651 vs 506 ms
+(ONNX Runtime without its memory arena: with it, ~130 ms less on a 1607 px frame but 1.77 instead
+of 1.51 GB for a 4096 px frame). AVX2-only CPUs are not measured. Where the CPU has native bf16
+(:mod:`stem2d.models.precision`), torch's bf16 autocast is faster than either, so the rule of
+:func:`choose_runtime` for ``runtime: auto`` is
 
 - ``bf16``: torch under bf16 autocast (ONNX Runtime has no bf16 kernels on CPUs);
-- else ``onnxruntime`` where it is installed, ``torch`` otherwise.
+- else ``onnxruntime`` where it is installed, ``torch`` otherwise;
+
+the classifier uses ``auto`` (conf/infer.yaml ``classify.runtime``), the U-Net ``torch``
+(conf/detector/unet.yaml ``runtime``).
 
 The network is exported once per checkpoint to ``<cache>/onnx/<hash>.onnx`` (the hash covers the
 weights, the network spec and the torch version; ``STEM2D_CACHE`` or ``$XDG_CACHE_HOME/stem2d``,
@@ -193,7 +197,7 @@ class OnnxModule(torch.nn.Module):
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                opts.enable_cpu_mem_arena = False  # bounded memory (a 2048 px frame: 787 vs 1,065 MB), slower on large tiles
+                opts.enable_cpu_mem_arena = False  # bounded memory: a 4096 px frame 1.51 GB peak (1.77 with the arena), ~130 ms more per 1607 px frame
                 opts.log_severity_level = 3  # errors only
                 self._sessions[threads] = ort.InferenceSession(self._model, opts,
                                                                providers=["CPUExecutionProvider"])
