@@ -315,7 +315,7 @@ def _e2e_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
               f"{os.getloadavg()[0]:.2f} at the start; best of {cfg.e2e_repeats} interleaved runs each. "
               f"'before' columns run the code of commits {' and '.join(BEFORE_REVS)} (their defaults), the others "
               "this checkout; defaults have column evidence on and `bf16: auto` for both networks (bf16 autocast "
-              "where the CPU has it natively, else fp32 on ONNX Runtime); 'AVX2 kernels' caps torch, oneDNN, MKL, "
+              "where the CPU has it natively, else fp32: the classifier's body on ONNX Runtime, the U-Net on torch); 'AVX2 kernels' caps torch, oneDNN, MKL, "
               "OpenBLAS and numpy at AVX2 (environment variables; ONNX Runtime is not capped), so the rule "
               "picks fp32 there as on an AVX2 laptop. Stage rows "
               "are seconds per frame of wall time in the thread that ran the stage (with the prefetch thread, "
