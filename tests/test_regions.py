@@ -128,7 +128,7 @@ def test_bounded_nearest_search_equals_the_plain_query():
     hollows = grid + rng.normal(0, 0.5, grid.shape)
     points = rng.uniform(-20, 310, (500, 2))  # some beyond the edge: fewer than k within the bound
     tree = spatial.cKDTree(hollows)
-    d, expected = tree.query(points, k=7)
+    _, expected = tree.query(points, k=7)
     got = _nearest(tree, points, k=7, within=16.0)
     assert np.isinf(tree.query(points, k=7, distance_upper_bound=16.0)[0][:, -1]).any()  # the fall-back runs
     assert np.array_equal(got, expected)
