@@ -123,3 +123,14 @@ def test_markers_drawn_on_a_crop_equal_those_drawn_on_the_frame():
             differ = np.any(a != b, axis=2).sum()
             drawn = np.any(a != base, axis=2).sum()
             assert differ == 0 if style.marker != "star" else differ <= 0.01 * max(drawn, 1), (name, xy, radius)
+
+
+def test_dash_stripes_are_the_diagonal_pattern():
+    from stem2d.viz.draw import _stripes, dashed
+
+    for shape, period in (((7, 11), 8), ((16, 5), 3), ((1, 9), 1)):
+        rows, cols = np.indices(shape)
+        expected = ((rows + cols) // max(1, period // 2)) % 2 == 0
+        assert np.array_equal(_stripes(shape, period), expected)
+        mask = np.random.default_rng(0).random(shape) < 0.5
+        assert np.array_equal(dashed(mask, period), mask & expected)

@@ -112,10 +112,14 @@ def dashed(mask: np.ndarray, period_px: int = 8) -> np.ndarray:
     return mask & _stripes(mask.shape, period_px)
 
 
-@lru_cache(maxsize=4)
 def _stripes(shape: tuple[int, int], period_px: int) -> np.ndarray:
-    rows, cols = np.indices(shape, sparse=True)
-    return ((rows + cols) // max(1, period_px // 2)) % 2 == 0
+    """``((row + col) // (period_px // 2)) % 2 == 0`` as a read-only (H, W) view of one 1-D line
+    (element ``[r, c]`` is ``line[r + c]``): no frame-sized integer temporaries (a 4096 px frame's
+    were ~400 MB at once, the loop's memory peak)."""
+    h, w = shape
+    line = (np.arange(h + w - 1) // max(1, period_px // 2)) % 2 == 0
+    step = line.strides[0]
+    return np.lib.stride_tricks.as_strided(line, shape=(h, w), strides=(step, step), writeable=False)
 
 
 def nice_length_nm(width_px: int, pixel_size_A: float, *, fraction: float = 0.2) -> float:
