@@ -136,8 +136,15 @@ class OverlayRenderer:
     def _tint(self, gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
         """Grey frame -> RGB with the heat colours blended in: one table look-up per pixel."""
         scale = np.float32(254.0 / max(1.0 - self.heat_floor, 1e-6))
-        level = np.clip((np.asarray(heat, dtype=np.float32) - np.float32(self.heat_floor)) * scale + 1.0, 0, 255)
-        return self._table.take((level.astype(np.uint16) << 8) | gray, axis=0)
+        level = np.asarray(heat, dtype=np.float32) - np.float32(self.heat_floor)  # in place from here:
+        level *= scale  # one frame-sized float32 and one uint16 temporary (a 4096 px frame's peak)
+        level += np.float32(1.0)
+        np.clip(level, 0, 255, out=level)
+        index = level.astype(np.uint16)
+        del level
+        index <<= 8
+        index |= gray
+        return self._table.take(index, axis=0)
 
     def render(self, frame: np.ndarray, heat: np.ndarray | None, points: np.ndarray, labels: Sequence, *,
                index: int = 0, regions: Mapping[str, np.ndarray] | None = None,
