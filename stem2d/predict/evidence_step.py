@@ -140,10 +140,13 @@ def write_regions(folder: Path, frame_index: int, evidence: FrameEvidence, frame
     regions = []
     for k in REGION_KINDS[1:]:
         lab, n = ndimage.label(labels == REGION_KINDS.index(k))
-        for i in range(1, n + 1):
-            comp = lab == i
+        # each region on its bounding box (zero outside it: the same contour as on the whole frame,
+        # without a frame-sized float copy per region)
+        for i, box in enumerate(ndimage.find_objects(lab), start=1):
+            comp = lab[box] == i
             contours = measure.find_contours(np.pad(comp, 1).astype(float), 0.5)
-            poly = measure.approximate_polygon(max(contours, key=len) - 1, tolerance=1.0) if contours else []
+            origin = np.array([box[0].start, box[1].start], dtype=float)
+            poly = measure.approximate_polygon(max(contours, key=len) - 1 + origin, tolerance=1.0) if contours else []
             regions.append({"kind": k, "area_px": int(comp.sum()),
                             "polygon": np.round(np.asarray(poly, dtype=float), 1).tolist()})
     folder.mkdir(parents=True, exist_ok=True)
