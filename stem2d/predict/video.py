@@ -136,7 +136,10 @@ class HeatStackWriter:
         b = self.bin_px
         _, h, w = self._stack.shape
         block = np.asarray(heat, dtype=np.float32)[: h * b, : w * b].reshape(h, b, w, b).mean(axis=(1, 3))
-        self._stack[self.n_frames] = np.clip(block * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        block *= np.float32(255.0)  # in place: one frame-sized temporary (a 4096 px frame's memory peak)
+        block += np.float32(0.5)
+        np.clip(block, 0, 255, out=block)
+        self._stack[self.n_frames] = block  # truncated to uint8 as astype does
         self.n_frames += 1
 
     def close(self) -> Path:
