@@ -132,7 +132,7 @@ def _frames_rate(cfg: BenchConfig) -> float:
     return _sweep_rate(movie.frames.__getitem__, len(movie.frames))
 
 
-#: Both networks in fp32 (on ONNX Runtime where installed: ``runtime: auto``).
+#: Both networks in fp32 (the classifier's body on ONNX Runtime where installed, the U-Net on torch).
 FP32 = ("classify.bf16=false", "detector.bf16=false")
 #: The frame loop as the issue times it (read, resample, U-Net, classify, drift, overlay, video),
 #: in fp32, with the column quantification of the evidence step switched off.
