@@ -55,7 +55,7 @@ def test_export_is_cached_by_content(tmp_path, monkeypatch):
     changed = OnnxPixelNet(net, cache=tmp_path)              # new weights: a new file
     assert changed.path != first.path and sorted(tmp_path.iterdir()) == sorted([first.path, changed.path])
     x = np.random.default_rng(0).normal(size=(1, 1, 32, 32)).astype(np.float32)
-    assert np.allclose(changed.logits(x), first.logits(x) + 1.0, atol=1e-5)
+    assert np.allclose(changed.run(x), first.run(x) + 1.0, atol=1e-5)
     calls = []
     monkeypatch.setattr(runtime, "_export", lambda *a: calls.append(a))
     again = OnnxPixelNet(net, cache=tmp_path)                # same weights: the file is reused
@@ -83,7 +83,7 @@ def test_threads_follow_the_calling_thread(tmp_path):
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            net.logits(x)
+            net.run(x)
         assert sorted(net._sessions) == [1, 2]
     finally:
         torch.set_num_threads(before)

@@ -5,8 +5,8 @@ of 3-15): the classifier on the 578 windows of a 2048 px frame 349 ms on ONNX Ru
 381 ms on torch (batches of 32), ~27 vs ~30 ms on the ~48 windows of a 512 px frame; the U-Net on
 402 px frames 44-48 ms on ONNX Runtime against 36-40 ms on torch, on 1607 px frames within +-7 %
 either way from run to run, and the speed-preset U-Net (4 full-resolution channels) 651 vs 506 ms
-(ONNX Runtime without its memory arena: with it, ~130 ms less on a 1607 px frame but 1.77 instead
-of 1.51 GB for a 4096 px frame). AVX2-only CPUs are not measured. Where the CPU has native bf16
+(ONNX Runtime without its memory arena: with it, ~130 ms less on a 1607 px frame but 1.69 instead
+of 1.44 GiB for a 4096 px frame). AVX2-only CPUs are not measured. Where the CPU has native bf16
 (:mod:`stem2d.models.precision`), torch's bf16 autocast is faster than either, so the rule of
 :func:`choose_runtime` for ``runtime: auto`` is
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Values of ``detector.runtime`` (conf/detector/unet.yaml).
+#: Values of ``detector.runtime`` and ``classify.runtime`` (conf/detector/unet.yaml, conf/infer.yaml).
 RUNTIMES = ("auto", "torch", "onnxruntime")
 #: ONNX opset of the export (ONNX Runtime >= 1.16 runs it).
 _OPSET = 17
@@ -197,7 +197,7 @@ class OnnxModule(torch.nn.Module):
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                opts.enable_cpu_mem_arena = False  # bounded memory: a 4096 px frame 1.51 GB peak (1.77 with the arena), ~130 ms more per 1607 px frame
+                opts.enable_cpu_mem_arena = False  # bounded memory: a 4096 px frame 1.44 GiB peak (1.69 with the arena, the U-Net on it), ~130 ms more per 1607 px frame
                 opts.log_severity_level = 3  # errors only
                 self._sessions[threads] = ort.InferenceSession(self._model, opts,
                                                                providers=["CPUExecutionProvider"])
@@ -218,7 +218,7 @@ class OnnxModule(torch.nn.Module):
 class OnnxPixelNet(OnnxModule):
     """A fully convolutional pixel network (a :class:`~stem2d.models.unet.UNet`) on ONNX Runtime.
 
-    ``logits(x)`` maps standardised frames (B, 1, H, W) float32 to logits (B, 1, H, W). It keeps
+    ``run(x)`` maps standardised frames (B, 1, H, W) float32 to logits (B, 1, H, W). It keeps
     ``size_multiple`` and ``receptive_radius_px`` of the network, so
     :func:`stem2d.predict.pixelmap.predict_frame` tiles and stitches it like the torch network.
     """
@@ -229,10 +229,6 @@ class OnnxPixelNet(OnnxModule):
                          dynamic={0: "batch", 2: "height", 3: "width"}, cache=cache)
         self.size_multiple = m
         self.receptive_radius_px = int(getattr(net, "receptive_radius_px", 0))
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits (B, 1, H, W) float32 of ``x`` (B, 1, H, W)."""
-        return self.run(x)
 
 
 def onnx_features(net: torch.nn.Module, *, tile_size_px: int, cache: str | Path | None = None) -> torch.nn.Module:
