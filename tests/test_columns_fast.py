@@ -93,7 +93,7 @@ def test_sites_match_the_unique_based_grouping():
     frac = np.stack([basis[0, 0] * r + basis[0, 1] * c, basis[1, 0] * r + basis[1, 1] * c]) + 0.01 * rng.normal(size=(2, h, w))
     inv = np.linalg.inv(basis)
     offset = np.array([1 / 3, 2 / 3])
-    pos, ij = C._sites(frac, offset, inv, 4)
+    pos, ij = C._sites(frac, offset[None], inv, 4)[0]
     d = frac - offset[:, None, None]
     n = np.rint(d)
     e = d - n
@@ -222,7 +222,7 @@ def test_neighbours_by_index_are_the_kd_tree_sets():
                     acq=Acquisition(dose_e_per_A2=5e4, jitter_px=0.3), rng=6)
     lat = C.fit_lattice(frame, material=ws2, pixel_size_A=0.3)
     inv = np.linalg.inv(lat.basis)
-    sites = [C._sites(lat.frac, off, inv, 4) for off in lat.offsets]
+    sites = C._sites(lat.frac, lat.offsets, inv, 4)
     pos = np.concatenate([s[0] for s in sites])
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])

@@ -263,8 +263,7 @@ def quantify_columns(
     r_int = integration_radius_A / pixel_size_A
     margin = int(np.ceil(max(r_int, refine_radius_A / pixel_size_A))) + 1
     inv = np.linalg.inv(lattice.basis)  # d(row, col) = inv @ d(frac)
-    frac_range = _frac_range(lattice.frac)
-    sites = _all_sites(lattice.frac, lattice.offsets, inv, margin, frac_range)
+    sites = _sites(lattice.frac, lattice.offsets, inv, margin)
     pos = np.concatenate([s[0] for s in sites])
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
@@ -534,24 +533,17 @@ def _peak(motif: np.ndarray, p: np.ndarray, sign: int) -> np.ndarray:
     return ((best + np.array(offset)) / n) % 1.0
 
 
-def _sites(frac: np.ndarray, offset: np.ndarray, inv: np.ndarray, margin: int,
-           frac_range: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (N, 2) and lattice indices (N, 2) of one sublattice's sites inside the frame.
+def _sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sublattice of ``offsets`` (S, 2): positions (N, 2) and lattice indices (N, 2) of its
+    sites inside the frame, in one pass over the frame (each band of ``frac`` read once for all).
 
     Every pixel estimates the site its local lattice coordinate is nearest to, ``r - inv @ e``
     with ``e`` the fractional residual; the estimates of the pixels within a quarter cell are
-    averaged per site. ``frac_range``: :func:`_frac_range` of ``frac`` when already known.
+    averaged per site.
     """
-    return _all_sites(frac, offset[None], inv, margin, frac_range)[0]
-
-
-def _all_sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int,
-               frac_range: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`_sites` of each sublattice of ``offsets`` (S, 2), in one pass over the frame (each
-    band of ``frac`` read from memory once for all sublattices)."""
     h, w = frac.shape[1:]
     # lattice indices of the sites any pixel can be nearest to (the key range of the bincounts)
-    low, high = _frac_range(frac) if frac_range is None else frac_range
+    low, high = frac.min(axis=(1, 2)), frac.max(axis=(1, 2))
     lo = [[int(np.rint(low[k] - offset[k])) for k in (0, 1)] for offset in offsets]
     hi = [[int(np.rint(high[k] - offset[k])) for k in (0, 1)] for offset in offsets]
     span = [hi_s[1] - lo_s[1] + 1 for lo_s, hi_s in zip(lo, hi)]
@@ -610,11 +602,6 @@ def _bilinear(image: np.ndarray, pos: np.ndarray) -> np.ndarray:
     top = flat[at] * (1 - fc) + flat[at + right] * fc
     bottom = flat[at + down] * (1 - fc) + flat[at + down + right] * fc
     return top * (1 - fr) + bottom * fr
-
-
-def _frac_range(frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest fractional coordinate per component (the key range of :func:`_sites`)."""
-    return frac.min(axis=(1, 2)), frac.max(axis=(1, 2))
 
 
 def _local_median(near: IndexNeighbours, values: np.ndarray, ref_sub: int, query: np.ndarray, k: int,
