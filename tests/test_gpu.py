@@ -11,9 +11,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 @pytest.fixture(scope="module")
 def unet():
     from stem2d.models.loading import load_pixel_predictor, weights_dir
-    from stem2d.models.unet import fuse_batchnorm
+    from stem2d.models.unet import for_inference
 
-    return fuse_batchnorm(load_pixel_predictor(weights_dir() / "unet_ws2.ckpt").net.eval())
+    return for_inference(load_pixel_predictor(weights_dir() / "unet_ws2.ckpt").net.eval())
 
 
 def test_unet_map_on_cuda_matches_cpu(unet):

@@ -35,7 +35,7 @@ def test_loading_and_classifying_import_no_lightning():
 def test_plain_modules_match_the_lightning_modules():
     from stem2d.models.classifier import CamClassifier
     from stem2d.models.nets import build_net
-    from stem2d.models.unet import fuse_batchnorm
+    from stem2d.models.unet import for_inference
 
     path = weights_dir() / "cam_cnn_ws2.ckpt"
     ckpt = torch.load(path, weights_only=True)
@@ -51,6 +51,6 @@ def test_plain_modules_match_the_lightning_modules():
         for a, b in zip(plain.eval().forward_with_cam(x), lit.eval().forward_with_cam(x)):
             assert torch.equal(a, b)
         unet_path = weights_dir() / "unet_ws2.ckpt"
-        ref = fuse_batchnorm(load_pixel_predictor(unet_path).net.eval())
+        ref = for_inference(load_pixel_predictor(unet_path).net.eval())
         y = torch.from_numpy(np.random.default_rng(2).normal(size=(1, 1, 64, 64)).astype(np.float32))
         assert torch.equal(load_unet(unet_path)(y), ref(y))

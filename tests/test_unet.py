@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -134,3 +135,25 @@ def test_fuse_batchnorm_keeps_outputs():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fuse_batchnorm(net).modules())
     torch.testing.assert_close(fused, ref, atol=1e-4, rtol=1e-4)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_for_inference_splits_skips_and_keeps_outputs(channels_last):
+    """The prediction copy (BatchNorms folded, every decoder's first convolution split into one
+    on the upsampled features and one on the skip) gives the training network's logits to float
+    rounding, in either memory format, and never concatenates."""
+    from stem2d.models.unet import SkipConv, for_inference
+
+    torch.manual_seed(1)
+    net = UNet(channels=(4, 8, 16)).train()
+    net(torch.randn(4, 1, 32, 32))
+    net.eval()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    fast = for_inference(net)
+    assert sum(isinstance(m, SkipConv) for m in fast.modules()) == len(net.decoders) == 2
+    x = torch.randn(2, 1, 48, 40)
+    with torch.no_grad(), mock.patch("torch.cat", side_effect=AssertionError("concatenated")):
+        out = fast(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x), atol=1e-4, rtol=1e-4)

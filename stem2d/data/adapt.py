@@ -135,14 +135,14 @@ class AdaptDataModule(ExperimentalDataModule):
         if self._models is None:
             from stem2d.models.loading import bundled_classifier_path, load_classifier
             from stem2d.models.pixel import pretrained_unet
-            from stem2d.models.unet import fuse_batchnorm
+            from stem2d.models.unet import for_inference
 
             h = self.hparams
             ckpt = h.classifier_ckpt
             if ckpt is None and bundled_classifier_path(self.material.name).is_file():
                 ckpt = bundled_classifier_path(self.material.name)
             classifier = load_classifier(ckpt)
-            unet = fuse_batchnorm(pretrained_unet(h.unet_ckpt).eval())
+            unet = for_inference(pretrained_unet(h.unet_ckpt).eval())
             self._models = (unet, classifier)
             log.info("pseudo-labels: U-Net %s, classifier %s (classes %s)", h.unet_ckpt or "bundled",
                      ckpt or "bundled WS2", list(classifier.class_names))

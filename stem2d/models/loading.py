@@ -93,12 +93,13 @@ def classifier_path_for(material: str, class_names: Sequence[str], ckpt_path: st
 
 
 def load_unet(ckpt_path: str | Path | None = None) -> torch.nn.Module:
-    """The U-Net pixel network for prediction (eval mode, BatchNorms folded into the convolutions).
+    """The U-Net pixel network for prediction (eval mode, :func:`~stem2d.models.unet.for_inference`:
+    BatchNorms folded into the convolutions, skip concatenations split).
 
     ``ckpt_path`` None loads the bundled ``stem2d/weights/unet_ws2.ckpt``. The network is built
     from the checkpoint's spec and weights alone (no Lightning module).
     """
-    from stem2d.models.unet import fuse_batchnorm
+    from stem2d.models.unet import for_inference
 
     path = weights_dir() / "unet_ws2.ckpt" if ckpt_path is None else Path(ckpt_path)
     ckpt, what = _unet_checkpoint(path, map_location="cpu")
@@ -110,7 +111,7 @@ def load_unet(ckpt_path: str | Path | None = None) -> torch.nn.Module:
     net.load_state_dict(weights)
     if ckpt.get("hyper_parameters", {}).get("channels_last", True):  # as PixelPredictor keeps it
         net = net.to(memory_format=torch.channels_last)
-    return fuse_batchnorm(net.eval())
+    return for_inference(net.eval())
 
 
 def load_classifier(

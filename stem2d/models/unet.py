@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["UNet", "build_unet", "fuse_batchnorm"]
+__all__ = ["SkipConv", "UNet", "build_unet", "for_inference", "fuse_batchnorm"]
 
 
 def _block(c_in: int, c_out: int, n: int) -> nn.Sequential:
@@ -117,13 +117,58 @@ class UNet(nn.Module):
             x = enc(x)
             skips.append(x)
         for reduce, dec, skip in zip(self.reducers, self.decoders, skips[-2::-1]):
-            x = nn.functional.interpolate(reduce(x), scale_factor=2, mode="nearest")
-            x = dec(torch.cat([x, skip], dim=1))
+            x = _decode(dec, nn.functional.interpolate(reduce(x), scale_factor=2, mode="nearest"), skip)
         return self.head(x)
 
     def spec(self) -> dict[str, Any]:
         """Constructor arguments plus the class name: enough to rebuild the network."""
         return {"name": type(self).__name__, **self._spec}
+
+
+def _decode(block: nn.Sequential, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """A decoder block on the upsampled coarse features ``x`` and the skip connection: on their
+    concatenation, or, where :func:`split_skip_convs` made its first convolution a
+    :class:`SkipConv`, on the two apart."""
+    first, *rest = block
+    if not isinstance(first, SkipConv):
+        return block(torch.cat([x, skip], dim=1))
+    x = first(x, skip)
+    for layer in rest:
+        x = layer(x)
+    return x
+
+
+class SkipConv(nn.Module):
+    """``conv(cat([x, skip], dim=1))`` computed as ``conv_x(x) + conv_skip(skip)`` (the input
+    channels of ``conv`` split in two): the same numbers to float32 rounding without the
+    concatenated copy. In channels_last memory a concatenation interleaves the channels of every
+    pixel; on the CPU that copy took ~21 % of the U-Net's time (1 thread, 864 px tile, torch
+    profiler) and the split forward is ~11 % faster."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.in_channels % 2 or conv.groups != 1:
+            raise ValueError(f"SkipConv: need an ungrouped convolution of an even channel count, got {conv}")
+        half = conv.in_channels // 2
+        self.conv_x, self.conv_skip = (
+            nn.Conv2d(half, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, bias=bias, padding_mode=conv.padding_mode)
+            for bias in (conv.bias is not None, False))
+        with torch.no_grad():
+            self.conv_x.weight.copy_(conv.weight[:, :half])
+            self.conv_skip.weight.copy_(conv.weight[:, half:])
+            if conv.bias is not None:
+                self.conv_x.bias.copy_(conv.bias)
+        self.to(device=conv.weight.device, memory_format=_memory_format(conv.weight))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        out = self.conv_x(x)
+        out += self.conv_skip(skip)
+        return out
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 def build_unet(spec: dict[str, Any]) -> UNet:
@@ -133,6 +178,22 @@ def build_unet(spec: dict[str, Any]) -> UNet:
     if name != "UNet":
         raise ValueError(f"network {name!r} is not 'UNet'")
     return UNet(**spec)
+
+
+def for_inference(net: UNet) -> UNet:
+    """The prediction copy of a U-Net: BatchNorms folded (:func:`fuse_batchnorm`) and the skip
+    concatenations split (:func:`split_skip_convs`); eval mode, same outputs to float32 rounding."""
+    return split_skip_convs(fuse_batchnorm(net))
+
+
+def split_skip_convs(net: UNet) -> UNet:
+    """``net`` (changed in place and returned) with the first convolution of every decoder block
+    a :class:`SkipConv`: no concatenated copy of the skip connection per block. For prediction:
+    the ``state_dict`` no longer matches a training checkpoint's."""
+    for block in net.decoders:
+        if isinstance(block[0], nn.Conv2d):
+            block[0] = SkipConv(block[0])
+    return net
 
 
 def fuse_batchnorm(net: nn.Module) -> nn.Module:
