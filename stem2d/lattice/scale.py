@@ -281,10 +281,20 @@ def resize_image(
         anti_aliasing = shape[0] < img.shape[0] or shape[1] < img.shape[1]
     rows = _resize_operator(img.shape[0], shape[0], int(order), bool(anti_aliasing))
     cols = _resize_operator(img.shape[1], shape[1], int(order), bool(anti_aliasing))
-    # C order: the second product leaves a Fortran-ordered result, and code that indexes a frame
-    # flat would copy it (the column steps did, per chunk of sites, on the resampled frame)
-    out = np.ascontiguousarray((cols @ np.asarray(rows @ img).T).T, dtype=np.float32)
+    # both products on C-ordered operands (a sparse product with a transposed, Fortran-ordered
+    # dense operand runs ~3x slower) and a C-ordered result (code that indexes a frame flat would
+    # copy a Fortran-ordered one); the transposes are blocked copies
+    out = _transposed(np.asarray(cols @ _transposed(np.asarray(rows @ img, dtype=np.float32)), dtype=np.float32))
     return np.clip(out, img.min(), img.max(), out=out)
+
+
+def _transposed(a: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``np.ascontiguousarray(a.T)`` for a 2D array, copied ``rows`` rows of ``a`` at a time (each
+    block stays in cache: a 1607 x 2048 float32 frame in ~4 ms instead of ~24)."""
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    for start in range(0, a.shape[0], rows):
+        out[:, start:start + rows] = a[start:start + rows].T
+    return out
 
 
 @lru_cache(maxsize=32)
