@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import fft as sfft
 from scipy import ndimage
 from skimage.restoration import unwrap_phase
 
@@ -385,16 +386,42 @@ def _frame_smoother(shape: tuple[int, int], step: int, sigma_px: float):
 def _block_smoother(weight: np.ndarray, sigma_px: float, step: int):
     """``smooth(blocks)``: Gaussian low-pass (``sigma_px``) of complex block sums as a normalised
     convolution with zero padding (frame edges need no window): the local Bragg amplitude and
-    phase on the coarse grid of :func:`_upsampler`. ``weight``: frame pixels per block."""
+    phase on the coarse grid of :func:`_upsampler`. ``weight``: frame pixels per block.
+
+    The convolution is ``ndimage.gaussian_filter(mode="constant")``'s (the same truncated,
+    normalised kernel) done by FFT over a grid padded by the kernel's reach, so nothing wraps
+    around: the same numbers to rounding, ~2x faster than the direct filter of the real and the
+    imaginary part (the kernel spans ~37 blocks).
+    """
     s = sigma_px / step
     norm = np.maximum(ndimage.gaussian_filter(weight, s, mode="constant"), 1e-12)
     norm.setflags(write=False)
+    kernel = _gaussian_kernel(s)
+    reach = len(kernel) // 2
+    shape = weight.shape
+    size = tuple(sfft.next_fast_len(n + 2 * reach) for n in shape)
+    # the output of block b sits at b + reach of the full linear convolution
+    transfer = np.multiply.outer(sfft.fft(kernel, size[0]), sfft.fft(kernel, size[1]))
+    transfer.setflags(write=False)
+    inner = tuple(slice(reach, reach + n) for n in shape)
 
     def smooth(blocks: np.ndarray) -> np.ndarray:
-        return (ndimage.gaussian_filter(blocks.real, s, mode="constant")
-                + 1j * ndimage.gaussian_filter(blocks.imag, s, mode="constant")) / norm
+        spectrum = sfft.fft2(blocks, size)
+        spectrum *= transfer
+        out = sfft.ifft2(spectrum, overwrite_x=True)[inner]
+        out /= norm
+        return out
 
     return smooth
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """The 1D kernel of ``ndimage.gaussian_filter1d(sigma)`` (default truncation): its response to
+    a unit impulse."""
+    reach = int(4.0 * sigma + 0.5)
+    impulse = np.zeros(2 * reach + 1)
+    impulse[reach] = 1.0
+    return ndimage.gaussian_filter1d(impulse, sigma, mode="constant")
 
 
 def _unwrap(phase: np.ndarray, stride: int = _UNWRAP_STRIDE) -> np.ndarray:
