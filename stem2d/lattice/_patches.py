@@ -48,10 +48,24 @@ def chunks(n: int) -> list[slice]:
 
 
 def padded_for(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
-    """``image`` edge-padded by the stencil's reach, C-contiguous (np.pad keeps a Fortran-ordered
-    frame Fortran-ordered, and :func:`gather`'s flat index on it would copy the frame per call)."""
+    """``image`` edge-padded by the stencil's reach (``np.pad(mode="edge")``), C-contiguous (np.pad
+    keeps a Fortran-ordered frame Fortran-ordered, and :func:`gather`'s flat index on it would copy
+    the frame per call)."""
     half = int(max(np.abs(dy).max(), np.abs(dx).max()))
-    return np.ascontiguousarray(np.pad(image, half, mode="edge")), half
+    return edge_padded(image, half), half
+
+
+def edge_padded(image: np.ndarray, half: int) -> np.ndarray:
+    """``np.pad(image, half, mode="edge")`` as a C-contiguous array, by slice assignments (np.pad's
+    general code is ~1.5x slower on a frame)."""
+    h, w = image.shape
+    out = np.empty((h + 2 * half, w + 2 * half), dtype=image.dtype)
+    out[half:half + h, half:half + w] = image
+    out[half:half + h, :half] = image[:, :1]
+    out[half:half + h, half + w:] = image[:, -1:]
+    out[:half] = out[half]
+    out[half + h:] = out[half + h - 1]
+    return out
 
 
 def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
@@ -193,9 +207,12 @@ def fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius:
         t = row_median(by_pixel)
         del by_pixel
         t = t - t.mean()
+        # with t of zero mean, (v - mean v) @ t is v @ t, and |v - mean v|^2 is
+        # sum v^2 - (sum v)^2 / P: no centred copy of the patches
+        t_norm2, n_px = (t * t).sum(), len(t)
         for part in chunks(len(idx)):
             v = grid_gather(padded, half, centres[idx[part]], step)
-            v -= v.mean(axis=1, keepdims=True)
-            den = np.sqrt(np.einsum("np,np->n", v, v) * (t * t).sum()) + 1e-12
-            quality[idx[part]] = (v @ t) / den
+            total = v.sum(axis=1)
+            spread = np.maximum(np.einsum("np,np->n", v, v) - total * total / n_px, 0.0)
+            quality[idx[part]] = (v @ t) / (np.sqrt(spread * t_norm2) + 1e-12)
     return quality
