@@ -48,6 +48,14 @@ def test_demodulation_and_upsampling_match_the_direct_versions():
         coarse = rng.normal(size=fast.shape)
         np.testing.assert_allclose(C._upsampler(img.shape, step)(coarse), _upsample_ref(coarse, img.shape, step),
                                    rtol=1e-12, atol=1e-12)
+        # with a plane added (folded into the block grid): the interpolation plus the plane
+        plane = (0.31, -0.17)
+        with_plane = C._upsampler(img.shape, step)(coarse, plane=plane)
+        np.testing.assert_allclose(with_plane, _upsample_ref(coarse, img.shape, step) + plane[0] * rows + plane[1] * cols,
+                                   rtol=1e-12, atol=1e-12)
+        band = slice(5, 17)
+        np.testing.assert_allclose(C._upsampler(img.shape, step)(coarse, rows=band, plane=plane), with_plane[band],
+                                   rtol=1e-13, atol=1e-13)
 
 
 def test_bilinear_matches_map_coordinates():

@@ -185,7 +185,6 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
             g1, g2 = hinted
     basis = np.stack([g1, g2])
     resolution_px = (2.5 * material.a_A if resolution_A is None else resolution_A) / pixel_size_A
-    rows, cols = np.arange(img.shape[0])[:, None], np.arange(img.shape[1])[None, :]
     # the Bragg filter works on a grid coarser than the lattice period (no aliasing of the other
     # reflections into the band); the smooth phase and amplitude are interpolated back
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
@@ -196,12 +195,10 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
     for k, gk in enumerate((g1, g2, g2 - g1)):
         local = smooth_blocks(demodulate(gk))
         amp = amp + np.abs(local)
-        if k < 2:  # f_k = g_k . r + phase / 2 pi, in place, a band of rows at a time (in cache)
+        if k < 2:  # f_k = g_k . r + phase / 2 pi, a band of rows at a time (in cache)
             turns = _unwrap(np.angle(local)) / (2 * np.pi)  # on the block grid: a frame pass less
             for band in P.row_bands(img.shape[0]):
-                f = upsample(turns, out=frac[k, band], rows=band)
-                f += gk[0] * rows[band]
-                f += gk[1] * cols
+                upsample(turns, out=frac[k, band], rows=band, plane=gk)
     del demodulate
     bragg = np.empty(img.shape)
     for band in P.row_bands(img.shape[0]):
@@ -442,24 +439,50 @@ def _unwrap(phase: np.ndarray, stride: int = _UNWRAP_STRIDE) -> np.ndarray:
 def _upsampler(shape: tuple[int, int], step: int):
     """Linear interpolation from the ``step``-px block grid of :func:`_demodulator` back to full
     sampling (block b holds pixels b*step .. b*step+step-1, centre (b + 0.5) * step - 0.5; beyond
-    the outer block centres the edge value), as two separable passes: ``upsample(a, out, rows)``
-    fills ``out`` (the rows ``rows`` of the full frame, all by default)."""
-    (r0, r1, rw), (c0, c1, cw) = (_linear_taps(n, step) for n in shape)
-    rv, cv = 1.0 - rw, 1.0 - cw
+    the outer block centres the edge value), as two separable passes: ``upsample(a, out, rows,
+    plane)`` fills ``out`` (the rows ``rows`` of the full frame, all by default), plus
+    ``plane[0] * row + plane[1] * col`` when ``plane`` is given.
 
-    def upsample(a: np.ndarray, out: np.ndarray | None = None, rows: slice = slice(None)) -> np.ndarray:
+    The plane is added on the block grid (the column part at the block centres: interpolation
+    reproduces it exactly between the outer centres, and the clamped edge columns get the rest),
+    and the columns interpolate as ``A[c0] + (A[c0 + 1] - A[c0]) w``: two passes over the frame
+    instead of six.
+    """
+    (r0, r1, rw), (c0, c1, cw) = (_linear_taps(n, step) for n in shape)
+    rv = 1.0 - rw
+    all_rows = np.arange(shape[0], dtype=np.float64)
+    cols = np.arange(shape[1], dtype=np.float64)
+    centres = (np.arange(-(-shape[1] // step)) + 0.5) * step - 0.5
+    # the columns beyond the outer block centres, and what the interpolated column plane lacks there
+    outer = np.flatnonzero((cols < centres[0]) | (cols > centres[-1]))
+    outer_rest = cols[outer] - ((1.0 - cw[outer]) * centres[c0[outer]] + cw[outer] * centres[c1[outer]])
+
+    def upsample(a: np.ndarray, out: np.ndarray | None = None, rows: slice = slice(None),
+                 plane: tuple[float, float] | None = None) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         if step == 1:
-            if out is None:
-                return np.array(a[rows], dtype=np.float64)
-            out[...] = a[rows]
+            out = np.array(a[rows], dtype=np.float64) if out is None else _assign(out, a[rows])
+            if plane is not None:
+                out += plane[0] * all_rows[rows, None]
+                out += plane[1] * cols
             return out
         by_rows = a[r0[rows]] * rv[rows, None] + a[r1[rows]] * rw[rows, None]
-        out = np.multiply(by_rows[:, c0], cv, out=out)
-        out += by_rows[:, c1] * cw
+        if plane is not None:
+            by_rows += plane[0] * all_rows[rows, None]
+            by_rows += plane[1] * centres
+        rise = np.diff(by_rows, axis=1, append=by_rows[:, -1:])  # 0 after the last centre (c1 == c0)
+        out = np.multiply(np.take(rise, c0, axis=1), cw, out=out)
+        out += np.take(by_rows, c0, axis=1)
+        if plane is not None and len(outer):
+            out[:, outer] += plane[1] * outer_rest
         return out
 
     return upsample
+
+
+def _assign(out: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out[...] = values
+    return out
 
 
 def _linear_taps(n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
