@@ -304,3 +304,42 @@ def test_resampled_frames_are_c_ordered():
 
     out = resample(np.random.default_rng(1).random((64, 80)).astype(np.float32), from_pixel_size_A=0.2354)
     assert out.flags.c_contiguous
+
+
+def _refine_ref(image, centres, bg, radius, max_shift, iterations=2):
+    """Centre of mass of the background-subtracted disk (clamped to the frame), site by site."""
+    dy, dx = P.patch_grid(radius)
+    inside = np.hypot(dy, dx) <= radius
+    dy, dx = dy[inside], dx[inside]
+    out = centres.copy()
+    for n, (c, b) in enumerate(zip(centres, bg)):
+        p = c.copy()
+        for _ in range(iterations):
+            rr = np.clip(int(np.rint(p[0])) + dy, 0, image.shape[0] - 1)
+            cc = np.clip(int(np.rint(p[1])) + dx, 0, image.shape[1] - 1)
+            wgt = np.clip(image[rr, cc] - b, 0, None)
+            new = np.array([(wgt * rr).sum(), (wgt * cc).sum()]) / wgt.sum() if wgt.sum() > 0 else p
+            p = new if np.hypot(*(new - c)) <= max_shift else c
+        out[n] = p
+    return out
+
+
+def test_refine_and_fit_quality_match_the_site_by_site_versions():
+    rng = np.random.default_rng(5)
+    img = ndimage.gaussian_filter(rng.normal(size=(60, 70)), 1.5) + 1.0
+    centres = np.concatenate([rng.uniform(0, 59, (300, 1)), rng.uniform(0, 69, (300, 1))], axis=1)
+    centres[:3] = [[0.3, 0.2], [59.0, 69.0], [1.4, 68.6]]  # disks over the edges
+    bg = rng.uniform(0.5, 1.0, 300)
+    for part in (slice(0, 300), slice(3, 300)):  # with and without edge sites in the chunk
+        np.testing.assert_allclose(P.refine(img, centres[part], bg[part], 2.3, 2.0),
+                                   _refine_ref(img, centres[part], bg[part], 2.3, 2.0), rtol=1e-12, atol=1e-12)
+    sub = rng.integers(0, 2, 300)
+    quality = P.fit_quality(img, centres, sub, 6.5, step=2)
+    for k in (0, 1):
+        idx = np.flatnonzero(sub == k)
+        t = np.median(P.patch_values(img, centres[idx[::1]], 6.5, 2), axis=0)
+        t -= t.mean()
+        v = P.patch_values(img, centres[idx], 6.5, 2)
+        v -= v.mean(axis=1, keepdims=True)
+        ref = v @ t / (np.sqrt((v * v).sum(axis=1) * (t * t).sum()) + 1e-12)
+        np.testing.assert_allclose(quality[idx], ref, rtol=1e-10, atol=1e-12)

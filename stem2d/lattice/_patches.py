@@ -171,22 +171,31 @@ def refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float
 
 def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np.ndarray, dx: np.ndarray,
                   max_shift: float, iterations: int) -> np.ndarray:
+    h, w = image.shape
+    step_flat = dy * w + dx
+    offsets = np.stack([dy, dx], axis=1).astype(np.float64)  # (P, 2)
     pos = centres.copy()
     for _ in range(iterations):
         base = np.rint(pos).astype(np.intp)
-        rr, cc = base[:, :1] + dy, base[:, 1:] + dx
-        if rr.min() < 0 or rr.max() > image.shape[0] - 1:  # clamped to the frame (a no-op inside)
-            np.clip(rr, 0, image.shape[0] - 1, out=rr)
-        if cc.min() < 0 or cc.max() > image.shape[1] - 1:
-            np.clip(cc, 0, image.shape[1] - 1, out=cc)
-        weights = np.take(image.ravel(), rr * image.shape[1] + cc)  # image[rr, cc], one flat index
-        weights -= bg[:, None]
-        np.clip(weights, 0.0, None, out=weights)
-        total = weights.sum(axis=1)
-        mr, mc = (weights * rr).sum(axis=1), (weights * cc).sum(axis=1)
+        if (base + [dy.min(), dx.min()] >= 0).all() and (base + [dy.max(), dx.max()] <= [h - 1, w - 1]).all():
+            # inside the frame: one flat index per disk, and the first moments about the disk's
+            # centre pixel as two matrix-vector products (sum w (b + d) = b sum w + sum w d)
+            weights = np.take(image.ravel(), (base[:, 0] * w + base[:, 1])[:, None] + step_flat)
+            weights -= bg[:, None]
+            np.clip(weights, 0.0, None, out=weights)
+            total = weights.sum(axis=1)
+            moments = base * total[:, None] + weights @ offsets
+        else:  # clamped to the frame
+            rr = np.clip(base[:, :1] + dy, 0, h - 1)
+            cc = np.clip(base[:, 1:] + dx, 0, w - 1)
+            weights = np.take(image.ravel(), rr * w + cc)  # image[rr, cc], one flat index
+            weights -= bg[:, None]
+            np.clip(weights, 0.0, None, out=weights)
+            total = weights.sum(axis=1)
+            moments = np.stack([(weights * rr).sum(axis=1), (weights * cc).sum(axis=1)], axis=1)
         ok = total > 0
         new = pos.copy()
-        new[ok] = np.stack([mr[ok], mc[ok]], axis=1) / total[ok, None]
+        new[ok] = moments[ok] / total[ok, None]
         pos = np.where((np.hypot(*(new - centres).T) <= max_shift)[:, None], new, centres)
     return pos
 
