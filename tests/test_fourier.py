@@ -123,6 +123,27 @@ def test_suppress_close_keeps_best_of_pairs():
     assert suppress_close(pts, np.array([0.5, 0.9, 0.1]), min_dist_px=4).tolist() == [1, 2]
 
 
+def test_suppress_close_is_the_greedy_rule():
+    """The KD-tree version keeps what the plain greedy loop keeps (highest score first, a point
+    dropped when a kept one is closer than min_dist_px), with ties in score and in distance."""
+    def greedy(points, scores, d):
+        kept = []
+        for i in np.argsort(-scores, kind="stable"):
+            if all(np.hypot(*(points[k] - points[i])) >= d for k in kept):
+                kept.append(int(i))
+        return sorted(kept)
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(0, 80))
+        pts = rng.uniform(0, rng.uniform(5, 60), (n, 2))
+        if trial % 3 == 0:
+            pts = np.round(pts)  # distances exactly at the threshold
+        scores = rng.random(n) if trial % 2 else rng.integers(0, 3, n).astype(float)  # equal scores
+        d = float(rng.choice([0.0, 1.0, 3.0, 5.0]))
+        assert suppress_close(pts, scores, min_dist_px=d).tolist() == greedy(pts, scores, d)
+
+
 def test_bad_input_names_problem():
     with pytest.raises(ValueError, match="2D"):
         maksov_mask(np.zeros(10))

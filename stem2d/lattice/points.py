@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, spatial
 
 from stem2d import CANONICAL_PIXEL_SIZE_A
 
@@ -85,16 +85,28 @@ def suppress_close(points: np.ndarray, scores: np.ndarray, *, min_dist_px: float
     """Indices of points kept by greedy non-maximum suppression (highest score first).
 
     A point closer than ``min_dist_px`` to an already kept, higher-scoring point is dropped:
-    one defect seen as two blobs (a displaced dopant's dipole) becomes one detection.
+    one defect seen as two blobs (a displaced dopant's dipole) becomes one detection. Only the
+    points with a neighbour that close (a KD-tree's pairs) go through the greedy loop; the rest
+    are kept as they are (a 2048 px frame's ~700 blobs: ~0.5 ms instead of ~12 for the loop over all).
 
     Returns
     -------
     ndarray, int, sorted indices into ``points``.
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    kept: list[int] = []
-    for i in order:
-        if not kept or np.min(np.hypot(*(points[kept] - points[i]).T)) >= min_dist_px:
-            kept.append(int(i))
-    return np.sort(np.array(kept, dtype=int))
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(points) < 2 or not min_dist_px > 0:
+        return np.arange(len(points))
+    pairs = spatial.cKDTree(points).query_pairs(float(min_dist_px), output_type="ndarray")
+    # the tree's pairs are within min_dist_px (<=); the rule is a distance below it, as np.hypot gives it
+    pairs = pairs[np.hypot(*(points[pairs[:, 0]] - points[pairs[:, 1]]).T) < min_dist_px]
+    neighbours: dict[int, list[int]] = {}
+    for i, j in pairs.tolist():
+        neighbours.setdefault(i, []).append(j)
+        neighbours.setdefault(j, []).append(i)
+    kept = np.ones(len(points), bool)
+    rank = np.empty(len(points), np.intp)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(len(points))
+    for i in sorted(neighbours, key=rank.__getitem__):  # greedy, highest score first, among the close ones
+        kept[i] = not any(kept[j] and rank[j] < rank[i] for j in neighbours[i])
+    return np.flatnonzero(kept)
