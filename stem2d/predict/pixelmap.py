@@ -263,18 +263,20 @@ def extract_defects(
     >>> extract_defects(p)
     (array([[4., 5.]]), array([0.9]))
     """
-    prob = np.asarray(prob, dtype=np.float64)
+    prob = np.asarray(prob)
+    if not np.issubdtype(prob.dtype, np.floating):
+        prob = prob.astype(np.float64)
     if prob.ndim != 2:
         raise ValueError(f"prob must be 2D, got shape {prob.shape}")
     if not 0 < min_area_px <= max_area_px:
         raise ValueError(f"need 0 < min_area_px <= max_area_px, got {min_area_px}, {max_area_px}")
-    mask = prob > threshold
+    mask = prob > np.float64(threshold)  # compared in float64 (a float32 map is not copied to float64)
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros((0, 2)), np.zeros(0)
     # per-blob sums over the blob pixels only (bincount; ndimage.maximum over an index list is slow)
     rr, cc = np.nonzero(mask)
-    lab, p = labels[rr, cc], prob[rr, cc]
+    lab, p = labels[rr, cc], prob[rr, cc].astype(np.float64)
     area = np.bincount(lab, minlength=n + 1)[1:]
     keep = np.flatnonzero((area >= min_area_px) & (area <= max_area_px)) + 1
     if keep.size == 0:
