@@ -128,7 +128,7 @@ def find_regions(
         sizes = np.bincount(comp)
         hole[empty[sizes[comp] >= min_hole_columns]] = True
     # a hollow surrounded by hole columns is hole too
-    tree = spatial.cKDTree(pos)  # of every site: here and in _paint
+    tree = spatial.cKDTree(pos) if hole.any() else None  # of every site: here and in _paint
     if hole.any():
         near_hole = tree.query_ball_point(pos[hole], r=1.3 * material_mx_distance_A / ps)
         for idx in near_hole:
@@ -186,8 +186,9 @@ def _paint(region: np.ndarray, pos: np.ndarray, shape: tuple[int, int], *, reach
         tree = spatial.cKDTree(pos) if tree is None else tree  # ``tree``: of ``pos``, when built already
         d, idx = tree.query(np.stack([rows[r], cols[c]], axis=1))
         coarse[r, c] = np.where(d <= reach_px, region[idx], 0)
-    full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
-    return _median3_where_labelled(full) if step == 1 else full
+    if step == 1:
+        return _median3_where_labelled(coarse)
+    return np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
 
 
 def _median3_where_labelled(labels: np.ndarray) -> np.ndarray:
