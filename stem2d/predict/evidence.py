@@ -116,7 +116,9 @@ def detection_evidence(
     t = quant.table
     ps = quant.pixel_size_A
     xy = t[["row", "col"]].to_numpy()
-    tree = spatial.cKDTree(xy)
+    # the sliding-midpoint tree: built in a third of the time of the balanced one (~6 vs 16 ms for
+    # the ~80,000 sites of a 1607 px frame), which dominates for a few hundred queries
+    tree = spatial.cKDTree(xy, balanced_tree=False, compact_nodes=False)
     dist, idx = tree.query(pts)
     on = dist * ps <= max_dist_A
     for col in ("sublattice", "intensity_rel"):
