@@ -361,6 +361,9 @@ LARGE_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("defaults", ()), ("defaults in fp32", FP32), ("column evidence off, fp32", E2E_FP32))
 #: Label of the large-frame variant with the speed-preset U-Net (Checkpoints.unet_fast), fp32.
 FAST_UNET_VARIANT = "unet_ws2_fast, fp32"
+#: Git revision whose code the large table's "before" column runs in fp32: main when session 7
+#: of issue #16 started (1607 px frames in fp32 with column evidence at 0.84 frames/s).
+LARGE_BEFORE_REV = "3e409a0"
 
 
 def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
@@ -369,19 +372,23 @@ def _large_table(cfg: BenchConfig, ckpts: Checkpoints, work: Path) -> Table:
     n, px = cfg.large_frames, int(cfg.large_frame_px)
     big = replace(cfg, frame_shape=(px, px), e2e_frames=n)
     movie = e2e_movie(big, work)
-    variants = list(LARGE_VARIANTS)
+    before = before_checkout(cfg, work, LARGE_BEFORE_REV) if cfg.e2e_subprocess else None
+    variants = [(label, overrides, None) for label, overrides in LARGE_VARIANTS]
+    if before is not None:
+        variants.insert(1, (f"before ({LARGE_BEFORE_REV}): fp32", FP32, before))
     if Path(ckpts.unet_fast).is_file():
-        variants.append((FAST_UNET_VARIANT, (*FP32, f"unet_ckpt_path={movies.quote(ckpts.unet_fast)}")))
-    runs = [end_to_end(big, ckpts, movie, work / f"run_{k}", overrides)[0]
-            for k, (_, overrides) in enumerate(variants)]
+        variants.append((FAST_UNET_VARIANT, (*FP32, f"unet_ckpt_path={movies.quote(ckpts.unet_fast)}"), None))
+    runs = [end_to_end(big, ckpts, movie, work / f"run_{k}", overrides, checkout=checkout)[0]
+            for k, (_, overrides, checkout) in enumerate(variants)]
     t = Table(f"**Large frames**: the same command on a {n}-frame {px}x{px} px synthetic movie at "
               f"{runs[0]['pixel_size_A']:.4g} A/px (resampled to 0.3 A/px: {round(px * runs[0]['pixel_size_A'] / 0.3)} px) "
               f"(seed {cfg.seed}, ~{runs[0]['mean_defects_per_frame']:.0f} defects per frame; one run each; "
               "the U-Net maps such frames in balanced tiles of at most 1024 px)"
+              + (f"; 'before' runs the code of commit {LARGE_BEFORE_REV} in fp32" if before is not None else "")
               + (f"; `{FAST_UNET_VARIANT}`: `unet_ckpt_path=stem2d/weights/unet_ws2_fast.ckpt`, the speed preset "
                  "with half the U-Net's full-resolution channels (its detection F1 against the default's in "
-                 "its card, stem2d/weights/unet_ws2_fast.json)." if len(variants) > len(LARGE_VARIANTS) else "."),
-              ["what", *[label for label, _ in variants], "unit"])
+                 "its card, stem2d/weights/unet_ws2_fast.json)." if variants[-1][0] == FAST_UNET_VARIANT else "."),
+              ["what", *[label for label, *_ in variants], "unit"])
     t.add("frames per second (frame loop)", *[s["frames_per_s"] for s in runs], "frames/s")
     t.add("frames per second once running (frames 3..N)",
           *[s.get("frames_per_s_marginal") for s in runs], "frames/s")
