@@ -343,3 +343,13 @@ def test_refine_and_fit_quality_match_the_site_by_site_versions():
         v -= v.mean(axis=1, keepdims=True)
         ref = v @ t / (np.sqrt((v * v).sum(axis=1) * (t * t).sum()) + 1e-12)
         np.testing.assert_allclose(quality[idx], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_bracketed_median_is_np_median():
+    rng = np.random.default_rng(6)
+    for n in (10_001, 10_000):  # one middle value, two
+        values = rng.gamma(3.0, size=n)
+        assert C._median(values, sample=values[::7]) == np.median(values)
+        assert C._median(values, sample=values[::7] + 5.0) == np.median(values)  # no bracket: np.median
+    values = np.repeat([1.0, 2.0, 3.0], [400, 301, 400])  # ties at the median
+    assert C._median(values, sample=values[::5]) == np.median(values)
