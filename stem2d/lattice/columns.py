@@ -614,26 +614,29 @@ def _sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int) 
     span = [hi_s[1] - lo_s[1] + 1 for lo_s, hi_s in zip(lo, hi)]
     sums = [np.zeros((3, (hi_s[0] - lo_s[0] + 1) * span_s)) for lo_s, hi_s, span_s in zip(lo, hi, span)]
     bands = P.row_bands(h)
-    # per band the residual, its rounding and the pixel coordinates (as floats), in buffers of
-    # one band: bounded temporaries, allocated once
+    # per band the shifted coordinate, its floor, the near test and the pixel coordinates (as
+    # floats), in buffers of one band: bounded temporaries, allocated once
     most = bands[0].stop - bands[0].start
-    e_buf, n_buf, a_buf = np.empty((2, most * w)), np.empty((2, most * w)), np.empty((2, most * w))
+    v_buf, n_buf = np.empty((2, most * w)), np.empty((2, most * w))
+    near_buf = np.empty((2, most * w), dtype=bool)
     row_in_band = np.repeat(np.arange(most, dtype=np.float64), w)
     col_of = np.tile(np.arange(w, dtype=np.float64), most)
     for band in bands:
         size = (band.stop - band.start) * w
-        e, n, a = e_buf[:, :size], n_buf[:, :size], a_buf[:, :size]
+        v, n, is_near = v_buf[:, :size], n_buf[:, :size], near_buf[:, :size]
         f = frac[:, band].reshape(2, -1)
         row_of = row_in_band[:size] + band.start
         for offset, (lo0, lo1), span_s, (count, sum_r, sum_c) in zip(offsets, lo, span, sums):
-            np.subtract(f, offset[:, None], out=e)
-            np.rint(e, out=n)
-            e -= n
-            np.abs(e, out=a)
-            near = np.flatnonzero(np.maximum(a[0], a[1], out=a[0]) < 0.25)  # both |e_k| < 1/4
+            # |e| < 1/4 for e = d - rint(d), d = f - offset, tested as v - floor(v) < 1/2 for
+            # v = d + 1/4 (then floor(v) = rint(d) and e = v - floor(v) - 1/4): no abs and max passes
+            np.subtract(f, (offset - 0.25)[:, None], out=v)
+            np.floor(v, out=n)
+            v -= n
+            np.less(v, 0.5, out=is_near)
+            near = np.flatnonzero(np.logical_and(is_near[0], is_near[1], out=is_near[0]))  # both |e_k| < 1/4
             if not len(near):
                 continue
-            e0, e1 = e[0][near], e[1][near]
+            e0, e1 = v[0][near] - 0.25, v[1][near] - 0.25
             key = ((n[0][near] - lo0) * span_s + (n[1][near] - lo1)).astype(np.int64)
             # the sites of this band only (a band's keys span a few lattice rows, not the frame's)
             k0 = key.min()
