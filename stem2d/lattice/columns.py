@@ -400,15 +400,18 @@ def _block_smoother(weight: np.ndarray, sigma_px: float, step: int):
     reach = len(kernel) // 2
     shape = weight.shape
     size = tuple(sfft.next_fast_len(n + 2 * reach) for n in shape)
-    # the output of block b sits at b + reach of the full linear convolution
-    transfer = np.multiply.outer(sfft.fft(kernel, size[0]), sfft.fft(kernel, size[1]))
-    transfer.setflags(write=False)
+    # the output of block b sits at b + reach of the full linear convolution; the kernel is
+    # separable: one axis at a time, no grid-sized transfer function kept
+    along_rows, along_cols = sfft.fft(kernel, size[0])[:, None], sfft.fft(kernel, size[1])
     inner = tuple(slice(reach, reach + n) for n in shape)
 
     def smooth(blocks: np.ndarray) -> np.ndarray:
-        spectrum = sfft.fft2(blocks, size)
-        spectrum *= transfer
-        out = sfft.ifft2(spectrum, overwrite_x=True)[inner]
+        spectrum = sfft.fft(blocks, size[0], axis=0)  # axis 0, then axis 1
+        spectrum *= along_rows
+        by_rows = sfft.ifft(spectrum, axis=0, overwrite_x=True)[inner[0]]
+        spectrum = sfft.fft(by_rows, size[1], axis=1)
+        spectrum *= along_cols
+        out = sfft.ifft(spectrum, axis=1, overwrite_x=True)[:, inner[1]]
         out /= norm
         return out
 
