@@ -210,7 +210,7 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
     bragg = np.empty(img.shape)
     for band in P.row_bands(img.shape[0]):
         upsample(amp, out=bragg[band], rows=band)
-    bragg /= max(_median(bragg, sample=amp), 1e-12)
+    bragg /= max(_median(bragg, sample=amp[::2, ::2]), 1e-12)
     smooth = ndimage.gaussian_filter(_filter_input(frame, img), 0.25 * material.mx_distance_A / pixel_size_A,
                                      output=np.float64)
     motif = _motif(smooth, frac)
@@ -511,9 +511,9 @@ def _linear_taps_at(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.n
 def _median(values: np.ndarray, *, sample: np.ndarray, width: float = 0.02) -> float:
     """``np.median(values)`` of a large array, the same number from less work: only the values
     between the ``0.5 -+ width`` quantiles of ``sample`` (a smaller array of about the same
-    distribution: the block grid the values are interpolated from) are partitioned, the others
-    counted (np.median partitions a copy of all of them); np.median itself when those quantiles do
-    not bracket the median."""
+    distribution: every other sample of the block grid the values are interpolated from) are
+    partitioned, the others counted (np.median partitions a copy of all of them); np.median itself
+    when those quantiles do not bracket the median."""
     lo, hi = np.quantile(sample, [0.5 - width, 0.5 + width])
     below = np.count_nonzero(values < lo)
     between = values[(values >= lo) & (values <= hi)]
