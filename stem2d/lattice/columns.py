@@ -57,6 +57,8 @@ _MOTIF_BINS = 24
 #: The geometric phase is unwrapped on every third sample of its (already coarse) grid (it changes
 #: by ~0.3 rad per sample at 15 % strain: ~1 rad per three, well under pi).
 _UNWRAP_STRIDE = 3
+#: Frame pixels per chunk of the demodulation (its temporaries stay in the CPU cache).
+_DEMODULATE_CHUNK_PX = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,18 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
     # reflections into the band); the smooth phase and amplitude are interpolated back
     step = max(1, int(1.0 / (3.0 * np.hypot(*g1))))
     upsample = _upsampler(img.shape, step)
-    demodulate = _demodulator(img, step)
+    waves = (g1, g2, g2 - g1)
+    block_sums = _demodulator(img, step)(waves)  # (its padded copy of the frame freed here)
     smooth_blocks = _frame_smoother(img.shape, step, resolution_px / 2)
     frac, amp = np.empty((2, *img.shape)), 0.0
-    for k, gk in enumerate((g1, g2, g2 - g1)):
-        local = smooth_blocks(demodulate(gk))
+    for k, (gk, sums) in enumerate(zip(waves, block_sums)):
+        local = smooth_blocks(sums)
         amp = amp + np.abs(local)
         if k < 2:  # f_k = g_k . r + phase / 2 pi, a band of rows at a time (in cache)
             turns = _unwrap(np.angle(local)) / (2 * np.pi)  # on the block grid: a frame pass less
             for band in P.row_bands(img.shape[0]):
                 upsample(turns, out=frac[k, band], rows=band, plane=gk)
-    del demodulate
+    del block_sums
     bragg = np.empty(img.shape)
     for band in P.row_bands(img.shape[0]):
         upsample(amp, out=bragg[band], rows=band)
@@ -338,33 +341,42 @@ def _filter_input(frame: np.ndarray, img: np.ndarray) -> np.ndarray:
 
 
 def _demodulator(image: np.ndarray, step: int):
-    """``demodulate(g)``: the ``step``-px block sums of ``(image - mean) * exp(-2 pi i g . r)`` (frame
-    zero-padded to whole blocks), with ``demodulate.weight`` the number of frame pixels per block.
+    """``demodulate(gs)``: for each wave vector g of ``gs`` the ``step``-px block sums of
+    ``(image - mean) * exp(-2 pi i g . r)`` (frame zero-padded to whole blocks), with
+    ``demodulate.weight`` the number of frame pixels per block.
 
     The plane wave factorises into a row and a column wave, so each block sum is a row-weighted
-    then a column-weighted sum (two small passes instead of a complex wave over the frame).
+    then a column-weighted sum (two small passes instead of a complex wave over the frame). All
+    waves are done a chunk of block rows at a time: the frame is read once, and every temporary
+    stays in the CPU cache (~2x faster than a frame-wide pass per wave and part).
     """
     h, w = image.shape
     hb, wb = -(-h // step), -(-w // step)
     padded = np.zeros((hb * step, wb * step))
     np.subtract(image, image.mean(), out=padded[:h, :w])  # centred as copied: one pass
     rows, cols = np.arange(hb * step), np.arange(wb * step)
-
     blocks_of_rows = padded.reshape(hb, step, wb * step)
+    chunk = max(1, _DEMODULATE_CHUNK_PX // (step * step * wb))  # block rows
 
-    def demodulate(g: np.ndarray) -> np.ndarray:
-        wr = np.exp(-2j * np.pi * g[0] * rows).reshape(hb, step)
-        wc = np.exp(-2j * np.pi * g[1] * cols)
-        # real and imaginary row weights separately: no complex copy of the frame
-        by_rows = np.empty((hb, wb * step), dtype=complex)
-        by_rows.real = np.einsum("bsw,bs->bw", blocks_of_rows, wr.real)
-        by_rows.imag = np.einsum("bsw,bs->bw", blocks_of_rows, wr.imag)
-        by_rows *= wc[None, :]
-        # the block sums, left to right as .sum(axis=2) adds them (strided adds: faster)
-        blocks = by_rows.reshape(hb, wb, step)
-        out = blocks[:, :, 0].copy()
-        for k in range(1, step):
-            out += blocks[:, :, k]
+    def demodulate(gs) -> list[np.ndarray]:
+        row_waves = [np.exp(-2j * np.pi * g[0] * rows).reshape(hb, step) for g in gs]
+        col_waves = [np.exp(-2j * np.pi * g[1] * cols) for g in gs]
+        out = [np.empty((hb, wb), dtype=complex) for _ in gs]
+        scratch = np.empty((chunk, wb * step), dtype=complex)
+        for start in range(0, hb, chunk):
+            part = slice(start, min(start + chunk, hb))
+            src = blocks_of_rows[part]
+            by_rows = scratch[:part.stop - part.start]
+            for wr, wc, sums in zip(row_waves, col_waves, out):
+                # real and imaginary row weights separately: no complex copy of the frame
+                by_rows.real = np.einsum("bsw,bs->bw", src, wr[part].real)
+                by_rows.imag = np.einsum("bsw,bs->bw", src, wr[part].imag)
+                by_rows *= wc[None, :]
+                # the block sums, left to right as .sum(axis=2) adds them (strided adds: faster)
+                blocks = by_rows.reshape(-1, wb, step)
+                np.copyto(sums[part], blocks[:, :, 0])
+                for k in range(1, step):
+                    sums[part] += blocks[:, :, k]
         return out
 
     demodulate.weight = _block_weight(image.shape, step)
