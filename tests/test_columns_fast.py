@@ -35,7 +35,7 @@ def _upsample_ref(a, shape, step):
     return ndimage.map_coordinates(np.asarray(a, dtype=np.float64), coords, order=1, mode="nearest")
 
 
-def test_demodulation_and_upsampling_match_the_direct_versions():
+def test_demodulation_and_upsampling_match_the_direct_versions(monkeypatch):
     rng = np.random.default_rng(0)
     img = rng.normal(size=(61, 47))
     rows, cols = np.arange(61)[:, None], np.arange(47)[None, :]
@@ -45,6 +45,12 @@ def test_demodulation_and_upsampling_match_the_direct_versions():
         fast = C._block_smoother(demod.weight, 5.0, step)(demod([g])[0])
         ref = _local_amplitude_ref((img - img.mean()) * np.exp(-2j * np.pi * (g[0] * rows + g[1] * cols)), 5.0, step)
         np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-12)
+        # in chunks of a few block rows (the last one partial): the same block sums
+        monkeypatch.setattr(C, "_DEMODULATE_CHUNK_PX", 5 * step * step * -(-47 // step))
+        chunked = C._demodulator(img, step)([g, 2 * g])
+        monkeypatch.undo()
+        np.testing.assert_array_equal(chunked[0], demod([g])[0])
+        np.testing.assert_allclose(chunked[1], demod([2 * g])[0], rtol=1e-13, atol=1e-13)
         coarse = rng.normal(size=fast.shape)
         np.testing.assert_allclose(C._upsampler(img.shape, step)(coarse), _upsample_ref(coarse, img.shape, step),
                                    rtol=1e-12, atol=1e-12)
