@@ -349,6 +349,15 @@ def test_refine_and_fit_quality_match_the_site_by_site_versions():
         v -= v.mean(axis=1, keepdims=True)
         ref = v @ t / (np.sqrt((v * v).sum(axis=1) * (t * t).sum()) + 1e-12)
         np.testing.assert_allclose(quality[idx], ref, rtol=1e-10, atol=1e-12)
+    # from the smoothed frame made edge-padded (more than either needs): the same numbers
+    raw = rng.normal(size=(60, 70)) + 1.0
+    smooth, padded = P.smoothed_padded(raw, 1.5, 9)
+    np.testing.assert_array_equal(smooth, ndimage.gaussian_filter(raw, 1.5))
+    np.testing.assert_array_equal(padded, np.pad(smooth, 9, mode="edge"))
+    np.testing.assert_array_equal(P.refine(smooth, centres, bg, 2.3, 2.0, padded=(padded, 9)),
+                                  P.refine(smooth, centres, bg, 2.3, 2.0))
+    np.testing.assert_array_equal(P.fit_quality(smooth, centres, sub, 6.5, step=2, padded=(padded, 9)),
+                                  P.fit_quality(smooth, centres, sub, 6.5, step=2))
 
 
 def test_bracketed_median_is_np_median():

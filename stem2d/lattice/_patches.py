@@ -10,6 +10,7 @@ import functools
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage
 
 
 def row_bands(n_rows: int, pixels: int = 1 << 15) -> list[slice]:
@@ -31,7 +32,7 @@ def row_median(values: np.ndarray) -> np.ndarray:
 
 
 def patch_grid(radius: float, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    half = (int(np.ceil(radius)) + 1) // step * step
+    half = patch_reach(radius, step)
     dy, dx = np.mgrid[-half:half + 1:step, -half:half + 1:step]
     return dy.ravel(), dx.ravel()
 
@@ -61,11 +62,34 @@ def edge_padded(image: np.ndarray, half: int) -> np.ndarray:
     h, w = image.shape
     out = np.empty((h + 2 * half, w + 2 * half), dtype=image.dtype)
     out[half:half + h, half:half + w] = image
-    out[half:half + h, :half] = image[:, :1]
-    out[half:half + h, half + w:] = image[:, -1:]
-    out[:half] = out[half]
-    out[half + h:] = out[half + h - 1]
+    _fill_edges(out, half)
     return out
+
+
+def smoothed_padded(image: np.ndarray, sigma: float, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """(``ndimage.gaussian_filter(image, sigma, output=np.float64)``, the same edge-padded by
+    ``half`` as :func:`edge_padded`): the filter writes into the inside of the padded array, the
+    first is a view of it (no frame-sized copy)."""
+    h, w = image.shape
+    padded = np.empty((h + 2 * half, w + 2 * half))
+    inside = padded[half:half + h, half:half + w]
+    ndimage.gaussian_filter(image, sigma, output=inside)
+    _fill_edges(padded, half)
+    return inside, padded
+
+
+def _fill_edges(padded: np.ndarray, half: int) -> None:
+    """Set the border of width ``half`` of ``padded`` to the nearest pixel inside it."""
+    h, w = padded.shape[0] - 2 * half, padded.shape[1] - 2 * half
+    padded[half:half + h, :half] = padded[half:half + h, half:half + 1]
+    padded[half:half + h, half + w:] = padded[half:half + h, half + w - 1:half + w]
+    padded[:half] = padded[half]
+    padded[half + h:] = padded[half + h - 1]
+
+
+def patch_reach(radius: float, step: int = 1) -> int:
+    """Half-width (px) of :func:`patch_grid`: the edge padding its patches need."""
+    return (int(np.ceil(radius)) + 1) // step * step
 
 
 def gather(padded: np.ndarray, half: int, centres: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
@@ -156,25 +180,31 @@ def disk_means(image: np.ndarray, centres: np.ndarray, radius: float, *,
 
 
 def refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float, max_shift: float,
-            iterations: int = 2) -> np.ndarray:
+           iterations: int = 2, *, padded: tuple[np.ndarray, int] | None = None) -> np.ndarray:
     """Background-subtracted centre of mass in a disk around each column (atomap-style), twice.
 
-    All columns at once (the disks are gathered into one (N, P) array); a column whose centre of mass runs further than ``max_shift`` from its lattice position keeps the
-    lattice position.
+    All columns at once (the disks are gathered into one (N, P) array); a column whose centre of
+    mass runs further than ``max_shift`` from its lattice position keeps the lattice position.
+    ``padded``: ``image`` edge-padded by at least the disk's reach and that reach, C-contiguous
+    (:func:`smoothed_padded`), read instead of ``image``.
     """
     dy, dx = patch_grid(radius)
     inside = np.hypot(dy, dx) <= radius
     dy, dx = dy[inside], dx[inside]
+    source, half = (np.ascontiguousarray(image), 0) if padded is None else padded
     out = np.empty_like(centres)
     for part in chunks(len(centres)):  # every column on its own: chunks bound the (N, P) arrays
-        out[part] = _refine_chunk(image, centres[part], bg[part], dy, dx, max_shift, iterations)
+        out[part] = _refine_chunk(image.shape, source, half, centres[part], bg[part], dy, dx, max_shift, iterations)
     return out
 
 
-def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np.ndarray, dx: np.ndarray,
-                  max_shift: float, iterations: int) -> np.ndarray:
-    h, w = image.shape
-    step_flat = dy * w + dx
+def _refine_chunk(shape: tuple[int, int], source: np.ndarray, half: int, centres: np.ndarray, bg: np.ndarray,
+                  dy: np.ndarray, dx: np.ndarray, max_shift: float, iterations: int) -> np.ndarray:
+    """:func:`refine` of a chunk of columns, the frame of ``shape`` read from ``source`` (it
+    edge-padded by ``half``)."""
+    h, w = shape
+    width, flat = source.shape[1], source.ravel()
+    step_flat = dy * width + dx
     offsets = np.stack([dy, dx], axis=1).astype(np.float64)  # (P, 2)
     pos = centres.copy()
     for _ in range(iterations):
@@ -182,7 +212,7 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
         if (base + [dy.min(), dx.min()] >= 0).all() and (base + [dy.max(), dx.max()] <= [h - 1, w - 1]).all():
             # inside the frame: one flat index per disk, and the first moments about the disk's
             # centre pixel as two matrix-vector products (sum w (b + d) = b sum w + sum w d)
-            weights = np.take(image.ravel(), (base[:, 0] * w + base[:, 1])[:, None] + step_flat)
+            weights = np.take(flat, ((base[:, 0] + half) * width + base[:, 1] + half)[:, None] + step_flat)
             weights -= bg[:, None]
             np.clip(weights, 0.0, None, out=weights)
             total = weights.sum(axis=1)
@@ -190,7 +220,7 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
         else:  # clamped to the frame
             rr = np.clip(base[:, :1] + dy, 0, h - 1)
             cc = np.clip(base[:, 1:] + dx, 0, w - 1)
-            weights = np.take(image.ravel(), rr * w + cc)  # image[rr, cc], one flat index
+            weights = np.take(flat, (rr + half) * width + cc + half)  # image[rr, cc], one flat index
             weights -= bg[:, None]
             np.clip(weights, 0.0, None, out=weights)
             total = weights.sum(axis=1)
@@ -203,12 +233,20 @@ def _refine_chunk(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, dy: np
 
 
 def fit_quality(image: np.ndarray, centres: np.ndarray, sub: np.ndarray, radius: float, *,
-                 step: int, template_sites: int = TEMPLATE_SITES) -> np.ndarray:
+                step: int, template_sites: int = TEMPLATE_SITES,
+                padded: tuple[np.ndarray, int] | None = None) -> np.ndarray:
     """Correlation of each site's neighbourhood (radius ~ a, every ``step`` px) with its
     sublattice's median neighbourhood, the median over at most ``template_sites`` sites spread
-    evenly over the sublattice (every n-th in table order)."""
+    evenly over the sublattice (every n-th in table order). ``padded``: ``image`` edge-padded by
+    at least :func:`patch_reach` and that padding (:func:`smoothed_padded`), read instead."""
     dy, dx = patch_grid(radius, step)
-    padded, half = padded_for(image, dy, dx)
+    if padded is None:
+        padded, half = padded_for(image, dy, dx)
+    else:  # the padding the patches need, as a view
+        padded, more = padded
+        half = patch_reach(radius, step)
+        cut = more - half
+        padded = padded[cut:padded.shape[0] - cut, cut:padded.shape[1] - cut]
     quality = np.empty(len(centres))
     for k in np.unique(sub):
         idx = np.flatnonzero(sub == k)

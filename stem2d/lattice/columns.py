@@ -276,8 +276,11 @@ def quantify_columns(
     ij = np.concatenate([s[1] for s in sites])
     sub = np.concatenate([np.full(len(s[0]), k) for k, s in enumerate(sites)])
     lattice_pos = pos.copy()
-    smooth = ndimage.gaussian_filter(_filter_input(frame, img), 0.15 * material.mx_distance_A / pixel_size_A,
-                                     output=np.float64)
+    # smoothed, edge-padded for the refinement's disks and fit_quality's patches
+    quality_radius, quality_step = material.a_A / pixel_size_A, max(1, round(0.5 / pixel_size_A))
+    reach = max(P.patch_reach(quality_radius, quality_step), P.patch_reach(refine_radius_A / pixel_size_A))
+    smooth, smooth_padded = P.smoothed_padded(_filter_input(frame, img), 0.15 * material.mx_distance_A / pixel_size_A,
+                                              reach)
     # background: mean level of each hollow's disk; per column the median of its 3 nearest hollows,
     # per hollow that of its 6 nearest other hollows (a median: an adatom on one does not count)
     hollow = sub == 2
@@ -301,7 +304,7 @@ def quantify_columns(
         sel = sub == k
         columns[sel] &= first[sel] > 0.4 * np.median(first[sel])
     pos[columns] = P.refine(smooth, pos[columns], bg[columns], refine_radius_A / pixel_size_A,
-                           max_shift_A / pixel_size_A)
+                            max_shift_A / pixel_size_A, padded=(smooth_padded, reach))
     moved = (pos != lattice_pos).any(axis=1)
     means[moved] = P.disk_means(src, pos[moved], r_int, padded=disk_frame)
     intensity = means * area - bg * np.pi * r_int**2
@@ -317,8 +320,8 @@ def quantify_columns(
         centre = 0.0 if k == 2 else 1.0
         spread = 1.4826 * np.median(np.abs(rel[sel] - np.median(rel[sel]))) if sel.any() else 1.0
         z[sel] = (rel[sel] - centre) / max(spread, 1e-6)
-    quality = P.fit_quality(smooth, lattice_pos, sub, material.a_A / pixel_size_A,
-                           step=max(1, round(0.5 / pixel_size_A)))
+    quality = P.fit_quality(smooth, lattice_pos, sub, quality_radius, step=quality_step,
+                            padded=(smooth_padded, reach))
     shift = np.hypot(*(pos - lattice_pos).T) * pixel_size_A
     bragg = _bilinear(lattice.bragg, pos)
     table = pd.DataFrame({
