@@ -201,19 +201,22 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
     waves = (g1, g2, g2 - g1)
     block_sums = _demodulator(img, step)(waves)
     smooth_blocks = _frame_smoother(img.shape, step, resolution_px / 2)
-    frac, amp = np.empty((2, *img.shape)), 0.0
-    for k, (gk, sums) in enumerate(zip(waves, block_sums)):
+    turns, amp = [], 0.0
+    for k, sums in enumerate(block_sums):
         local = smooth_blocks(sums)
         amp = amp + np.abs(local)
-        if k < 2:  # f_k = g_k . r + phase / 2 pi, a band of rows at a time (in cache)
-            turns = _unwrap(np.angle(local)) / (2 * np.pi)  # on the block grid: a frame pass less
-            for band in P.row_bands(img.shape[0]):
-                upsample(turns, out=frac[k, band], rows=band, plane=gk)
+        if k < 2:  # the phase on the block grid: a frame pass less
+            turns.append(_unwrap(np.angle(local)) / (2 * np.pi))
     del block_sums
-    bragg = np.empty(img.shape)
+    # f_k = g_k . r + phase / 2 pi and the amplitude at full sampling, a band of rows at a time
+    # (in the CPU cache, the median's counts too)
+    frac, bragg = np.empty((2, *img.shape)), np.empty(img.shape)
+    median = _BracketedMedian(sample=amp[::2, ::2])
     for band in P.row_bands(img.shape[0]):
-        upsample(amp, out=bragg[band], rows=band)
-    bragg /= max(_median(bragg, sample=amp[::2, ::2]), 1e-12)
+        for k in (0, 1):
+            upsample(turns[k], out=frac[k, band], rows=band, plane=waves[k])
+        median.add(upsample(amp, out=bragg[band], rows=band))
+    bragg /= max(median.of(bragg), 1e-12)
     smooth = ndimage.gaussian_filter(_filter_input(frame, img), 0.25 * material.mx_distance_A / pixel_size_A,
                                      output=np.float64)
     motif = _motif(smooth, frac)
@@ -526,19 +529,29 @@ def _linear_taps_at(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.n
     return i0, np.minimum(i0 + 1, n - 1), x - i0
 
 
-def _median(values: np.ndarray, *, sample: np.ndarray, width: float = 0.02) -> float:
-    """``np.median(values)`` of a large array, the same number from less work: only the values
-    between the ``0.5 -+ width`` quantiles of ``sample`` (a smaller array of about the same
-    distribution: every other sample of the block grid the values are interpolated from) are
-    partitioned, the others counted (np.median partitions a copy of all of them); np.median itself
-    when those quantiles do not bracket the median."""
-    lo, hi = np.quantile(sample, [0.5 - width, 0.5 + width])
-    below = np.count_nonzero(values < lo)
-    between = values[(values >= lo) & (values <= hi)]
-    ranks = np.array([(values.size - 1) // 2, values.size // 2]) - below  # the middle one or two
-    if ranks[0] < 0 or ranks[1] >= between.size:
-        return float(np.median(values))
-    return float(np.mean(np.partition(between, ranks)[ranks]))
+class _BracketedMedian:
+    """``np.median`` of a large array filled a band at a time, the same number from less work:
+    only the values between the ``0.5 -+ width`` quantiles of ``sample`` (a smaller array of
+    about the same distribution: every other sample of the block grid the values are
+    interpolated from) are kept (and partitioned), the others counted, each band by :meth:`add`
+    while it is in the CPU cache (np.median partitions a copy of the whole array).
+    :meth:`of` gives the median: np.median itself when those quantiles do not bracket it."""
+
+    def __init__(self, *, sample: np.ndarray, width: float = 0.02):
+        self.lo, self.hi = np.quantile(sample, [0.5 - width, 0.5 + width])
+        self.below, self.kept = 0, []
+
+    def add(self, band: np.ndarray) -> None:
+        self.below += np.count_nonzero(band < self.lo)
+        self.kept.append(band[(band >= self.lo) & (band <= self.hi)])
+
+    def of(self, values: np.ndarray) -> float:
+        """The median of ``values``, the array whose bands were added."""
+        between = np.concatenate([np.ravel(k) for k in self.kept])
+        ranks = np.array([(values.size - 1) // 2, values.size // 2]) - self.below  # the middle one or two
+        if ranks[0] < 0 or ranks[1] >= between.size:
+            return float(np.median(values))
+        return float(np.mean(np.partition(between, ranks)[ranks]))
 
 
 def _strain(frac: np.ndarray, basis: np.ndarray, bragg: np.ndarray) -> float:
