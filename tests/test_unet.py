@@ -157,3 +157,16 @@ def test_for_inference_splits_skips_and_keeps_outputs(channels_last):
         out = fast(x)
     with torch.no_grad():
         torch.testing.assert_close(out, net(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 16, 12), (1, 1, 8, 8), (3, 16, 2, 6)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_maxpool2x2_equals_maxpool2d(shape, channels_last):
+    from stem2d.models.unet import MaxPool2x2
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(MaxPool2x2()(x), torch.nn.MaxPool2d(2)(x))
+    with pytest.raises(ValueError, match="even"):
+        MaxPool2x2()(x[..., :-1])
