@@ -74,8 +74,10 @@ def to_uint8_gray(frame: np.ndarray, *, low_pct: float = 0.5, high_pct: float = 
     frame = np.asarray(frame, dtype=np.float32)
     sample = frame[::3, ::3] if frame.size > 9 * 4096 else frame
     lo, hi = np.percentile(sample, [low_pct, high_pct])
-    scaled = (frame - np.float32(lo)) * np.float32(255.0 / max(hi - lo, 1e-12))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    scaled = np.subtract(frame, np.float32(lo))  # then in place: one frame-sized float32 temporary
+    scaled *= np.float32(255.0 / max(hi - lo, 1e-12))
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 class OverlayRenderer:

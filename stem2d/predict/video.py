@@ -136,8 +136,12 @@ class HeatStackWriter:
         """Add one (H, W) heat map with values in [0, 1]."""
         b = self.bin_px
         _, h, w = self._stack.shape
-        block = np.asarray(heat, dtype=np.float32)[: h * b, : w * b].reshape(h, b, w, b).mean(axis=(1, 3))
-        block *= np.float32(255.0)  # in place: one frame-sized temporary (a 4096 px frame's memory peak)
+        heat = np.asarray(heat, dtype=np.float32)[: h * b, : w * b]
+        if b == 1:  # no binning: the scaled copy is the one frame-sized temporary
+            block = np.multiply(heat, np.float32(255.0))
+        else:
+            block = heat.reshape(h, b, w, b).mean(axis=(1, 3))
+            block *= np.float32(255.0)  # in place: one frame-sized temporary (a 4096 px frame's memory peak)
         block += np.float32(0.5)
         np.clip(block, 0, 255, out=block)
         self._stack[self.n_frames] = block  # truncated to uint8 as astype does
