@@ -116,6 +116,12 @@ def test_median_on_the_labelled_box_equals_the_whole_frame_median():
         assert np.array_equal(_median3_where_labelled(labels), ndimage.median_filter(labels, size=3))
     empty = np.zeros((8, 8), np.uint8)
     assert np.array_equal(_median3_where_labelled(empty), empty)
+    # labels counted, not ranked: any subset of the kinds, any density, frame edges included
+    for _ in range(60):
+        h, w = rng.integers(1, 30, 2)
+        kinds = rng.choice(np.arange(1, 5), rng.integers(1, 5), replace=False)
+        labels = np.where(rng.random((h, w)) < rng.random(), rng.choice(kinds, (h, w)), 0).astype(np.uint8)
+        assert np.array_equal(_median3_where_labelled(labels), ndimage.median_filter(labels, size=3))
 
 
 def test_bounded_nearest_search_equals_the_plain_query():

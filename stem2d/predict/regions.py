@@ -202,7 +202,27 @@ def _median3_where_labelled(labels: np.ndarray) -> np.ndarray:
     r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, labels.shape[0])
     c0, c1 = max(cols[0] - 2, 0), min(cols[-1] + 3, labels.shape[1])
     out = np.zeros_like(labels)
-    out[r0:r1, c0:c1] = ndimage.median_filter(labels[r0:r1, c0:c1], size=3)
+    out[r0:r1, c0:c1] = _median3_of_labels(labels[r0:r1, c0:c1])
+    return out
+
+
+def _median3_of_labels(labels: np.ndarray) -> np.ndarray:
+    """``ndimage.median_filter(labels, size=3)`` (mode reflect) of a small-integer label image,
+    by counting: the median is at least ``v`` where at least 5 of the 9 pixels are, so it is the
+    sum over the distinct labels ``u_1 < u_2 < ...`` present of ``(u_i - u_{i-1}) [count(>= u_i) >= 5]``,
+    one 3 x 3 box count per label present (a 1607 px frame with one or two region kinds: ~5-10 ms
+    instead of the rank filter's ~28)."""
+    padded = np.pad(labels, 1, mode="symmetric")  # numpy's symmetric is ndimage's reflect
+    out = np.zeros(labels.shape, labels.dtype)
+    below = 0
+    for value in np.unique(labels[labels > 0]).tolist():
+        at_least = (padded >= value).view(np.uint8)
+        rows = at_least[:-2] + at_least[1:-1]
+        rows += at_least[2:]
+        count = rows[:, :-2] + rows[:, 1:-1]
+        count += rows[:, 2:]
+        out[count >= 5] += value - below  # where the median reaches this label (it reached the one below)
+        below = value
     return out
 
 
