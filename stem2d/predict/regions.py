@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import ndimage, sparse, spatial
+from scipy import sparse, spatial
 from scipy.sparse.csgraph import connected_components
 
 from stem2d.lattice.columns import ColumnQuantification
