@@ -374,3 +374,20 @@ def test_bracketed_median_is_np_median():
         assert median(values, values[::7] + 5.0) == np.median(values)  # no bracket: np.median
     values = np.repeat([1.0, 2.0, 3.0], [400, 301, 400])  # ties at the median
     assert median(values, values[::5], bands=4) == np.median(values)
+
+
+def test_kd_fallback_keeps_the_balanced_trees_choice_among_ties():
+    from stem2d.lattice import _neighbours as N
+
+    # a perfect square grid: equal distances everywhere, so the k nearest are often a choice
+    r, c = np.mgrid[0:30, 0:30]
+    pos = np.stack([r.ravel(), c.ravel()], axis=1).astype(float)
+    sub = np.zeros(len(pos), int)
+    near = N.IndexNeighbours(pos, np.zeros((len(pos), 2), int), sub, np.zeros((1, 2)), np.eye(2), by_index=False)
+    usable = np.random.default_rng(9).random(len(pos)) > 0.1
+    use = np.flatnonzero(usable)
+    query = np.arange(0, len(pos), 7)
+    for k, self_match in ((4, False), (6, True), (9, True), (12, False)):
+        got = near.nearest(0, query, k, usable=usable, self_match=self_match)
+        want = use[N.kd_nearest(spatial.cKDTree(pos[use]), pos[query], k, skip_self=self_match)]
+        np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))

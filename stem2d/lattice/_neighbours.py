@@ -66,7 +66,7 @@ class IndexNeighbours:
         self.pos, self.ij, self.sub = pos, np.asarray(ij, dtype=np.int64), sub
         self.offsets, self.inv, self.by_index = offsets, inv, bool(by_index)
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._trees: dict[bytes, spatial.cKDTree] = {}
+        self._trees: dict[tuple[bytes, bool], spatial.cKDTree] = {}
         self._rows, self._cols = np.ascontiguousarray(pos[:, 0]), np.ascontiguousarray(pos[:, 1])
         self._cols_ext = np.append(self._cols, 0.0)  # index -1 (no site) reads the appended entry
 
@@ -81,18 +81,43 @@ class IndexNeighbours:
         usable = np.ones(len(self.pos), bool) if usable is None else usable
         use = refs[usable[refs]]
         if len(use) <= 4 * k or not self.by_index:
-            return use[kd_nearest(self._tree(use), self.pos[query], k, skip_self=self_match)]
+            return use[self._kd_nearest(use, query, k, self_match)]
         fast, out = self._by_index(ref_sub, query, k, usable, self_match)
         slow = np.flatnonzero(~fast)
         if len(slow):
-            out[slow] = use[kd_nearest(self._tree(use), self.pos[query[slow]], k, skip_self=self_match)]
+            out[slow] = use[self._kd_nearest(use, query[slow], k, self_match)]
         return out
 
-    def _tree(self, use: np.ndarray) -> spatial.cKDTree:
+    def _kd_nearest(self, use: np.ndarray, query: np.ndarray, k: int, self_match: bool) -> np.ndarray:
+        """:func:`kd_nearest` of the sites ``query`` among the sites ``use`` (on their balanced
+        KD-tree), asked of a sliding-midpoint tree (built ~2x faster) first.
+
+        The trees agree wherever distances decide: only where the k-th and the next tie (or,
+        with ``self_match``, the last two, of which :func:`kd_nearest` may drop either) does the
+        answer depend on a tree's order of equal distances; those rows are asked again of the
+        balanced tree.
+        """
+        pos = self.pos[query]
+        k_eff = min(k + int(self_match), len(use))
+        dist, idx = self._tree(use, balanced=False).query(pos, k=min(k_eff + 1, len(use)))
+        dist, idx = dist.reshape(len(pos), -1), idx.reshape(len(pos), -1)
+        tie = np.zeros(len(pos), bool)
+        for a in range(max(k_eff - 1 - int(self_match), 0), min(k_eff, dist.shape[1] - 1)):
+            tie |= dist[:, a] == dist[:, a + 1]
+        dist, idx = dist[:, :k_eff].copy(), idx[:, :k_eff].copy()
+        if tie.any():
+            again, = np.nonzero(tie)
+            d_again, i_again = self._tree(use, balanced=True).query(pos[again], k=k_eff)
+            dist[again], idx[again] = d_again.reshape(len(again), -1), i_again.reshape(len(again), -1)
+        if self_match and idx.shape[1] > 1:
+            idx = np.where(dist[:, :1] < 1e-6, idx[:, 1:], idx[:, :-1])
+        return idx
+
+    def _tree(self, use: np.ndarray, *, balanced: bool) -> spatial.cKDTree:
         """KD-tree of the sites ``use`` (kept: several queries share their references)."""
-        key = use.tobytes()
+        key = (use.tobytes(), balanced)
         if key not in self._trees:
-            self._trees[key] = spatial.cKDTree(self.pos[use])
+            self._trees[key] = spatial.cKDTree(self.pos[use], balanced_tree=balanced)
         return self._trees[key]
 
     def _by_index(self, ref_sub: int, query: np.ndarray, k: int, usable: np.ndarray,
