@@ -34,7 +34,7 @@ def continuous(frac: np.ndarray, basis: np.ndarray) -> bool:
     block step of the lattice fit), each step differs from the global lattice's by < 0.25."""
     s = max(1, int(1.0 / (3.0 * np.hypot(*basis[0]))))
     for k in (0, 1):
-        f = frac[k, ::s, ::s]
+        f = np.ascontiguousarray(frac[k, ::s, ::s])  # one strided read of the frame, not two
         if f.shape[0] > 1 and np.abs(np.diff(f, axis=0) - basis[k, 0] * s).max() >= 0.25:
             return False
         if f.shape[1] > 1 and np.abs(np.diff(f, axis=1) - basis[k, 1] * s).max() >= 0.25:
