@@ -487,6 +487,9 @@ def _upsampler(shape: tuple[int, int], step: int):
     # the columns beyond the outer block centres, and what the interpolated column plane lacks there
     outer = np.flatnonzero((cols < centres[0]) | (cols > centres[-1]))
     outer_rest = cols[outer] - ((1.0 - cw[outer]) * centres[c0[outer]] + cw[outer] * centres[c1[outer]])
+    # c0 never decreases: taking block c0[c] for every column c is repeating block b per_block[b]
+    # times (np.repeat: ~25 % faster than np.take with the index)
+    per_block = np.bincount(c0, minlength=len(centres))
 
     def upsample(a: np.ndarray, out: np.ndarray | None = None, rows: slice = slice(None),
                  plane: tuple[float, float] | None = None) -> np.ndarray:
@@ -502,8 +505,8 @@ def _upsampler(shape: tuple[int, int], step: int):
             by_rows += plane[0] * all_rows[rows, None]
             by_rows += plane[1] * centres
         rise = np.diff(by_rows, axis=1, append=by_rows[:, -1:])  # 0 after the last centre (c1 == c0)
-        out = np.multiply(np.take(rise, c0, axis=1), cw, out=out)
-        out += np.take(by_rows, c0, axis=1)
+        out = np.multiply(np.repeat(rise, per_block, axis=1), cw, out=out)
+        out += np.repeat(by_rows, per_block, axis=1)
         if plane is not None and len(outer):
             out[:, outer] += plane[1] * outer_rest
         return out
