@@ -680,7 +680,7 @@ def _sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int) 
             near = np.flatnonzero(np.logical_and(is_near[0], is_near[1], out=is_near[0]))  # both |e_k| < 1/4
             if not len(near):
                 continue
-            e0, e1 = v[0][near] - 0.25, v[1][near] - 0.25
+            e0, e1 = v[0][near], v[1][near]  # e + 1/4: the 1/4 is added back per site below
             key = ((n[0][near] - lo0) * span_s + (n[1][near] - lo1)).astype(np.int64)
             # the sites of this band only (a band's keys span a few lattice rows, not the frame's)
             k0 = key.min()
@@ -693,7 +693,9 @@ def _sites(frac: np.ndarray, offsets: np.ndarray, inv: np.ndarray, margin: int) 
     for (lo0, lo1), span_s, (count, sum_r, sum_c) in zip(lo, span, sums):
         # per site (key, in key order) the mean estimate of its pixels
         uniq = np.flatnonzero(count)
-        r, c, n_px = sum_r[uniq] / count[uniq], sum_c[uniq] / count[uniq], count[uniq]
+        r = sum_r[uniq] / count[uniq] + 0.25 * (inv[0, 0] + inv[0, 1])
+        c = sum_c[uniq] / count[uniq] + 0.25 * (inv[1, 0] + inv[1, 1])
+        n_px = count[uniq]
         ij = np.stack([uniq // span_s + lo0, uniq % span_s + lo1], axis=1)
         inside = (r >= margin) & (r <= h - 1 - margin) & (c >= margin) & (c <= w - 1 - margin) & (n_px >= 3)
         out.append((np.stack([r, c], axis=1)[inside], ij[inside]))
