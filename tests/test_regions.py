@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -59,6 +60,10 @@ def test_hole_edge_and_contamination_are_found():
     assert list(names) == ["hole", "edge", "contamination", "lattice"]
     f = r.fractions()
     assert 0.01 < f["hole"] < 0.08 and f["contamination"] < 0.2 and f["lattice"] > 0.6
+    # the contamination level from the quantification's index neighbours is the KD-tree's
+    by_tree = find_regions(dataclasses.replace(q, neighbours=None), SHAPE, material_mx_distance_A=WS2.mx_distance_A)
+    assert q.neighbours is not None and np.array_equal(by_tree.labels, r.labels)
+    assert np.array_equal(by_tree.site_region, r.site_region)
 
 
 def test_calls_in_holes_are_unconfirmed_and_regions_written(tmp_path):

@@ -25,7 +25,7 @@ The atom-by-atom analysis microscopists do by hand (atomap's workflow), in four 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -121,6 +121,10 @@ class ColumnQuantification:
         ``Z_M^1.7 / (2 Z_X^1.7)``, 2.6 for MoS2).
     integration_radius_A : float
         Radius of the integrated disks.
+    neighbours : IndexNeighbours or None
+        Nearest sites by lattice index over the table's rows (sublattice 0 metal, 1 chalcogen,
+        2 hollow), as the quantification used them: ``neighbours.nearest(2, rows, 7)`` gives
+        the 7 nearest hollows of ``rows`` (the KD-tree's sets, mostly without one).
     """
 
     table: pd.DataFrame
@@ -128,6 +132,7 @@ class ColumnQuantification:
     pixel_size_A: float
     ratio_metal_chalcogen: float
     integration_radius_A: float = 0.75
+    neighbours: IndexNeighbours | None = field(default=None, repr=False, compare=False)
 
     def sites(self, sublattice: str) -> pd.DataFrame:
         """The rows of one sublattice."""
@@ -337,7 +342,7 @@ def quantify_columns(
     m = np.median(intensity[(sub == 0) & good]) if ((sub == 0) & good).any() else np.nan
     x = np.median(intensity[(sub == 1) & good]) if ((sub == 1) & good).any() else np.nan
     return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"),
-                                float(integration_radius_A))
+                                float(integration_radius_A), near)
 
 
 def _filter_input(frame: np.ndarray, img: np.ndarray) -> np.ndarray:

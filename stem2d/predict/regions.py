@@ -142,9 +142,11 @@ def find_regions(
     metal = sub == "metal"
     if len(hollow) >= 7 and metal.any():
         bg = t["background"].to_numpy()
-        # searched within 3 M-X distances (1.7 a: a column's 7th nearest hollow is at sqrt(7/3) a = 1.53 a)
-        nn = _nearest(spatial.cKDTree(pos[hollow]), pos, k=7, within=3.0 * material_mx_distance_A / ps)
-        level = np.median(bg[hollow][nn], axis=1)
+        if quant.neighbours is not None:  # by lattice index (the same sets as a KD-tree's): ~2x faster
+            level = np.median(bg[quant.neighbours.nearest(2, np.arange(len(t)), 7)], axis=1)
+        else:  # searched within 3 M-X distances (1.7 a: a column's 7th nearest hollow is at sqrt(7/3) a = 1.53 a)
+            nn = _nearest(spatial.cKDTree(pos[hollow]), pos, k=7, within=3.0 * material_mx_distance_A / ps)
+            level = np.median(bg[hollow][nn], axis=1)
         ref = np.median(level)
         spread = 1.4826 * np.median(np.abs(level - ref)) + 1e-12
         r_int = quant.integration_radius_A / ps
