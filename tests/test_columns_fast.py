@@ -360,22 +360,6 @@ def test_refine_and_fit_quality_match_the_site_by_site_versions():
                                   P.fit_quality(smooth, centres, sub, 6.5, step=2))
 
 
-def test_bracketed_median_is_np_median():
-    def median(values, sample, bands=1):
-        m = C._BracketedMedian(sample=sample)
-        for part in np.array_split(values, bands):
-            m.add(part)
-        return m.of(values)
-
-    rng = np.random.default_rng(6)
-    for n in (10_001, 10_000):  # one middle value, two
-        values = rng.gamma(3.0, size=n)
-        assert median(values, values[::7]) == median(values, values[::7], bands=9) == np.median(values)
-        assert median(values, values[::7] + 5.0) == np.median(values)  # no bracket: np.median
-    values = np.repeat([1.0, 2.0, 3.0], [400, 301, 400])  # ties at the median
-    assert median(values, values[::5], bands=4) == np.median(values)
-
-
 def test_kd_fallback_keeps_the_balanced_trees_choice_among_ties():
     from stem2d.lattice import _neighbours as N
 

@@ -39,6 +39,7 @@ from stem2d.lattice._frame import check_frame
 from stem2d.lattice._neighbours import IndexNeighbours, continuous
 from stem2d.lattice.bragg import _hinted_basis, _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
+from stem2d.stats import BracketedMedian
 
 __all__ = ["SUBLATTICES", "ColumnQuantification", "LatticeFit", "fit_lattice", "quantify_columns"]
 
@@ -216,7 +217,7 @@ def _fit_checked(frame: np.ndarray, img: np.ndarray, *, material: Material, pixe
     # f_k = g_k . r + phase / 2 pi and the amplitude at full sampling, a band of rows at a time
     # (in the CPU cache, the median's counts too)
     frac, bragg = np.empty((2, *img.shape)), np.empty(img.shape)
-    median = _BracketedMedian(sample=amp[::2, ::2])
+    median = BracketedMedian(sample=amp[::2, ::2])
     for band in P.row_bands(img.shape[0]):
         for k in (0, 1):
             upsample(turns[k], out=frac[k, band], rows=band, plane=waves[k])
@@ -535,31 +536,6 @@ def _linear_taps_at(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.n
     x = np.clip(x, 0.0, n - 1)
     i0 = np.floor(x).astype(np.intp)
     return i0, np.minimum(i0 + 1, n - 1), x - i0
-
-
-class _BracketedMedian:
-    """``np.median`` of a large array filled a band at a time, the same number from less work:
-    only the values between the ``0.5 -+ width`` quantiles of ``sample`` (a smaller array of
-    about the same distribution: every other sample of the block grid the values are
-    interpolated from) are kept (and partitioned), the others counted, each band by :meth:`add`
-    while it is in the CPU cache (np.median partitions a copy of the whole array).
-    :meth:`of` gives the median: np.median itself when those quantiles do not bracket it."""
-
-    def __init__(self, *, sample: np.ndarray, width: float = 0.02):
-        self.lo, self.hi = np.quantile(sample, [0.5 - width, 0.5 + width])
-        self.below, self.kept = 0, []
-
-    def add(self, band: np.ndarray) -> None:
-        self.below += np.count_nonzero(band < self.lo)
-        self.kept.append(band[(band >= self.lo) & (band <= self.hi)])
-
-    def of(self, values: np.ndarray) -> float:
-        """The median of ``values``, the array whose bands were added."""
-        between = np.concatenate([np.ravel(k) for k in self.kept])
-        ranks = np.array([(values.size - 1) // 2, values.size // 2]) - self.below  # the middle one or two
-        if ranks[0] < 0 or ranks[1] >= between.size:
-            return float(np.median(values))
-        return float(np.mean(np.partition(between, ranks)[ranks]))
 
 
 def _strain(frac: np.ndarray, basis: np.ndarray, bragg: np.ndarray) -> float:
