@@ -170,3 +170,28 @@ def test_maxpool2x2_equals_maxpool2d(shape, channels_last):
     assert torch.equal(MaxPool2x2()(x), torch.nn.MaxPool2d(2)(x))
     with pytest.raises(ValueError, match="even"):
         MaxPool2x2()(x[..., :-1])
+
+
+def test_fused_convolutions_match_the_plain_modules_and_step_aside():
+    """The prediction copy's fused oneDNN convolutions (ReLU and skip addition as post-ops) give
+    the plain modules' logits; with gradients on, under autocast or where the fused op is
+    missing, the plain modules run (gradients reach the input)."""
+    from stem2d.models import fused
+    from stem2d.models.unet import for_inference
+
+    torch.manual_seed(2)
+    fast = for_inference(UNet(channels=(4, 8)).eval().to(memory_format=torch.channels_last))
+    # the encoders' 4 convolutions and the decoder's second; its first (the split one) takes its ReLU
+    assert sum(isinstance(m, fused.ConvReLU) for m in fast.modules()) == 5 and fast.decoders[0][0].relu
+    assert not any(isinstance(m, torch.nn.ReLU) for m in fast.modules())
+    x = torch.randn(1, 1, 40, 32)
+    with torch.no_grad():
+        got = fast(x)
+        with mock.patch.object(fused, "_available", return_value=False):
+            plain = fast(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fused.fusable(x) and fast(x).dtype == torch.bfloat16
+    torch.testing.assert_close(got, plain, atol=1e-5, rtol=1e-5)
+    x.requires_grad_(True)
+    fast(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["MaxPool2x2", "SkipConv", "UNet", "build_unet", "for_inference", "fuse_batchnorm", "split_skip_convs"]
+from stem2d.models.fused import ConvReLU, conv_add_relu, fusable_conv
+
+__all__ = ["MaxPool2x2", "SkipConv", "UNet", "build_unet", "for_inference", "fuse_batchnorm", "fuse_relus", "split_skip_convs"]
 
 
 def _block(c_in: int, c_out: int, n: int) -> nn.Sequential:
@@ -161,10 +163,18 @@ class SkipConv(nn.Module):
                 self.conv_x.bias.copy_(conv.bias)
         self.to(device=conv.weight.device, memory_format=_memory_format(conv.weight))
 
+    #: The block's ReLU folded in (:func:`fuse_relus`): ``relu(conv_x(x) + conv_skip(skip))``.
+    relu: bool = False
+
+    def extra_repr(self) -> str:
+        return f"relu={self.relu}"
+
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.relu and fusable_conv(self.conv_x):
+            return conv_add_relu(self.conv_x, x, self.conv_skip(skip))
         out = self.conv_x(x)
         out += self.conv_skip(skip)
-        return out
+        return torch.relu(out) if self.relu else out
 
 
 def _memory_format(t: torch.Tensor) -> torch.memory_format:
@@ -182,11 +192,33 @@ def build_unet(spec: dict[str, Any]) -> UNet:
 
 def for_inference(net: UNet) -> UNet:
     """The prediction copy of a U-Net: BatchNorms folded (:func:`fuse_batchnorm`), the skip
-    concatenations split (:func:`split_skip_convs`) and the 2 x 2 max-pooling as element-wise
-    maxima (:class:`MaxPool2x2`); eval mode, same outputs to float32 rounding."""
-    fast = split_skip_convs(fuse_batchnorm(net))
+    concatenations split (:func:`split_skip_convs`), ReLUs fused into the convolutions before
+    them (:func:`fuse_relus`) and the 2 x 2 max-pooling as element-wise maxima
+    (:class:`MaxPool2x2`); eval mode, same outputs to float32 rounding."""
+    fast = fuse_relus(split_skip_convs(fuse_batchnorm(net)))
     fast.pool = MaxPool2x2()
     return fast
+
+
+def fuse_relus(net: UNet) -> UNet:
+    """``net`` (changed in place and returned) with every convolution followed by a ReLU (past
+    the Identity a folded BatchNorm left) as one :class:`~stem2d.models.fused.ConvReLU`, and every
+    :class:`SkipConv` taking its block's ReLU: one fused oneDNN call each on the CPU (ReLU and skip
+    addition as post-ops), the plain modules elsewhere. For prediction."""
+    for block in [*net.encoders, *net.decoders]:
+        layers = list(block)
+        for i, layer in enumerate(layers):
+            after = next((j for j in range(i + 1, len(layers)) if not isinstance(layers[j], nn.Identity)), None)
+            if after is None or not isinstance(layers[after], nn.ReLU):
+                continue
+            if isinstance(layer, SkipConv):
+                layer.relu = True
+            elif fusable_conv(layer):
+                block[i] = ConvReLU(layer)
+            else:
+                continue
+            block[after] = nn.Identity()
+    return net
 
 
 class MaxPool2x2(nn.Module):
