@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import importlib.util
 import json
 import logging
@@ -131,14 +132,26 @@ def cache_dir() -> Path:
 
 
 def _fingerprint(module: torch.nn.Module) -> str:
-    """Hash of the module's architecture (its repr), weights and the torch version (the export
+    """Hash of the module's architecture (its repr), the source of stem2d's module classes in it
+    (a changed forward exports another graph), its weights and the torch version (the export
     depends on all)."""
     h = hashlib.sha256()
-    h.update(json.dumps([repr(module), torch.__version__, _OPSET]).encode())
+    h.update(json.dumps([repr(module), torch.__version__, _OPSET,
+                         sorted({_class_source(type(m)) for m in module.modules()})]).encode())
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def _class_source(cls: type) -> str:
+    """The source of a stem2d class (its name elsewhere: torch's modules change with its version)."""
+    if cls.__module__.split(".")[0] != "stem2d":
+        return f"{cls.__module__}.{cls.__qualname__}"
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):  # no source file (a frozen install): the name
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _export(module: torch.nn.Module, example: torch.Tensor, dynamic: dict[int, str], path: Path) -> None:

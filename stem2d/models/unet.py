@@ -170,6 +170,11 @@ class SkipConv(nn.Module):
         return f"relu={self.relu}"
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # ONNX Runtime runs the concatenated convolution faster
+            out = nn.functional.conv2d(torch.cat([x, skip], dim=1),
+                                       torch.cat([self.conv_x.weight, self.conv_skip.weight], dim=1),
+                                       self.conv_x.bias, self.conv_x.stride, self.conv_x.padding, self.conv_x.dilation)
+            return torch.relu(out) if self.relu else out
         if self.relu and fusable_conv(self.conv_x):
             return conv_add_relu(self.conv_x, x, self.conv_skip(skip))
         out = self.conv_x(x)
@@ -231,6 +236,8 @@ class MaxPool2x2(nn.Module):
         n, c, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"MaxPool2x2: need an even height and width, got {tuple(x.shape)}")
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():  # one MaxPool node, not views
+            return nn.functional.max_pool2d(x, 2)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             v = x.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)  # a view: (n, h, w, c) in memory
             rows = torch.maximum(v[:, :, 0], v[:, :, 1])
