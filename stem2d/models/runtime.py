@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import importlib.util
+import inspect
 import json
 import logging
 import os
