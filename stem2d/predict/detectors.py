@@ -97,9 +97,10 @@ def unet(
         (:mod:`stem2d.models.precision`, the classifier's rule).
     runtime : {"torch", "auto", "onnxruntime"}
         Where an fp32 map runs (:mod:`stem2d.models.runtime`). Default torch: on the benchmark's
-        CPU it mapped 402 px frames in 37 ms against ONNX Runtime's 44, 1607 px frames within
-        +-7 % of it, and the speed preset ``unet_ws2_fast.ckpt`` (4 full-resolution channels) in
-        506 against 651 ms (one thread, interleaved, best of 4). ``auto``: ONNX Runtime when
+        CPU it maps 402 px frames in 30 ms against ONNX Runtime's 37, 1607 px frames in 0.49 s
+        against 1.0 s, and those of the speed preset ``unet_ws2_fast.ckpt`` in 0.36 against 0.85 s
+        (one thread, interleaved, best of 4-10, load ~0.8: torch runs the prediction copy of
+        :func:`stem2d.models.unet.for_inference`, fused oneDNN convolutions). ``auto``: ONNX Runtime when
         installed and the map is fp32 on the CPU.
     device : {"cpu", "cuda", "auto"}
         Where the U-Net runs (:func:`stem2d.models.runtime.resolve_device`; not yet verified on
