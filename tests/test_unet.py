@@ -195,3 +195,15 @@ def test_fused_convolutions_match_the_plain_modules_and_step_aside():
     x.requires_grad_(True)
     fast(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_split_skip_convolution_keeps_one_rounding_under_autocast():
+    """Under bf16 autocast the prediction copy convolves the concatenation, as the training
+    network does (two bf16 convolutions added would round twice): the same logits exactly."""
+    from stem2d.models.unet import for_inference, fuse_batchnorm
+
+    torch.manual_seed(4)
+    net = UNet(channels=(4, 8)).eval()
+    x = torch.randn(1, 1, 32, 24)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(for_inference(net)(x), fuse_batchnorm(net)(x), atol=0, rtol=0)

@@ -170,7 +170,10 @@ class SkipConv(nn.Module):
         return f"relu={self.relu}"
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():  # ONNX Runtime runs the concatenated convolution faster
+        # the concatenated convolution: for ONNX Runtime (which runs it faster) and under autocast
+        # (two half-precision convolutions round twice where one rounds once: bf16 maps would
+        # differ from the training network's more than float32 rounding)
+        if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled(x.device.type):
             out = nn.functional.conv2d(torch.cat([x, skip], dim=1),
                                        torch.cat([self.conv_x.weight, self.conv_skip.weight], dim=1),
                                        self.conv_x.bias, self.conv_x.stride, self.conv_x.padding, self.conv_x.dilation)
