@@ -149,8 +149,8 @@ class SkipConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        if conv.in_channels % 2 or conv.groups != 1:
-            raise ValueError(f"SkipConv: need an ungrouped convolution of an even channel count, got {conv}")
+        if conv.in_channels % 2 or conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError(f"SkipConv: need an ungrouped, zero-padded convolution of an even channel count, got {conv}")
         half = conv.in_channels // 2
         self.conv_x, self.conv_skip = (
             nn.Conv2d(half, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
