@@ -37,6 +37,7 @@ from stem2d.lattice import _patches as P
 from stem2d.lattice._blas import single_thread_blas
 from stem2d.lattice._frame import check_frame
 from stem2d.lattice._neighbours import IndexNeighbours, continuous
+from stem2d.lattice.background import _linear_weights
 from stem2d.lattice.bragg import _hinted_basis, _reciprocal_lattice, _refine_basis
 from stem2d.materials import Material
 from stem2d.stats import BracketedMedian
@@ -688,10 +689,7 @@ def _bilinear(image: np.ndarray, pos: np.ndarray) -> np.ndarray:
     frame: ``ndimage.map_coordinates(image, pos.T, order=1, mode="nearest")`` to rounding, with
     one flat index per corner (~5x faster)."""
     h, w = image.shape
-    r, c = np.clip(pos[:, 0], 0, h - 1), np.clip(pos[:, 1], 0, w - 1)
-    r0 = np.minimum(np.floor(r).astype(np.intp), max(h - 2, 0))
-    c0 = np.minimum(np.floor(c).astype(np.intp), max(w - 2, 0))
-    fr, fc = r - r0, c - c0
+    (r0, fr), (c0, fc) = _linear_weights(pos[:, 0], h), _linear_weights(pos[:, 1], w)
     flat, at = image.ravel(), r0 * w + c0
     right, down = min(1, w - 1), min(1, h - 1) * w
     top = flat[at] * (1 - fc) + flat[at + right] * fc
