@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from stem2d.classes import ClassSet
+from stem2d.lattice._neighbours import IndexNeighbours
 from stem2d.lattice.columns import quantify_columns
 from stem2d.materials import get_material
 from stem2d.predict.column_candidates import ColumnCache
@@ -61,8 +62,10 @@ def test_hole_edge_and_contamination_are_found():
     f = r.fractions()
     assert 0.01 < f["hole"] < 0.08 and f["contamination"] < 0.2 and f["lattice"] > 0.6
     # the contamination level from the quantification's index neighbours is the KD-tree's
-    by_tree = find_regions(dataclasses.replace(q, neighbours=None), SHAPE, material_mx_distance_A=WS2.mx_distance_A)
-    assert q.neighbours is not None and np.array_equal(by_tree.labels, r.labels)
+    n = q.neighbours
+    kd_only = IndexNeighbours(n.pos, n.ij, n.sub, n.offsets, n.inv, by_index=False)  # every query to a KD-tree
+    by_tree = find_regions(dataclasses.replace(q, neighbours=kd_only), SHAPE, material_mx_distance_A=WS2.mx_distance_A)
+    assert n.by_index and np.array_equal(by_tree.labels, r.labels)
     assert np.array_equal(by_tree.site_region, r.site_region)
 
 
@@ -127,22 +130,6 @@ def test_median_on_the_labelled_box_equals_the_whole_frame_median():
         kinds = rng.choice(np.arange(1, 5), rng.integers(1, 5), replace=False)
         labels = np.where(rng.random((h, w)) < rng.random(), rng.choice(kinds, (h, w)), 0).astype(np.uint8)
         assert np.array_equal(_median3_where_labelled(labels), ndimage.median_filter(labels, size=3))
-
-
-def test_bounded_nearest_search_equals_the_plain_query():
-    from scipy import spatial
-
-    from stem2d.predict.regions import _nearest
-
-    rng = np.random.default_rng(4)
-    grid = np.stack(np.meshgrid(np.arange(30.0), np.arange(30.0), indexing="ij"), -1).reshape(-1, 2) * 10.0
-    hollows = grid + rng.normal(0, 0.5, grid.shape)
-    points = rng.uniform(-20, 310, (500, 2))  # some beyond the edge: fewer than k within the bound
-    tree = spatial.cKDTree(hollows)
-    _, expected = tree.query(points, k=7)
-    got = _nearest(tree, points, k=7, within=16.0)
-    assert np.isinf(tree.query(points, k=7, distance_upper_bound=16.0)[0][:, -1]).any()  # the fall-back runs
-    assert np.array_equal(got, expected)
 
 
 def test_region_pixel_counts_add_up():

@@ -121,20 +121,20 @@ class ColumnQuantification:
     ratio_metal_chalcogen : float
         Median metal over median chalcogen intensity (theory for incoherent Z^1.7 contrast:
         ``Z_M^1.7 / (2 Z_X^1.7)``, 2.6 for MoS2).
-    integration_radius_A : float
-        Radius of the integrated disks.
-    neighbours : IndexNeighbours or None
+    neighbours : IndexNeighbours
         Nearest sites by lattice index over the table's rows (sublattice 0 metal, 1 chalcogen,
         2 hollow), as the quantification used them: ``neighbours.nearest(2, rows, 7)`` gives
         the 7 nearest hollows of ``rows`` (the KD-tree's sets, mostly without one).
+    integration_radius_A : float
+        Radius of the integrated disks.
     """
 
     table: pd.DataFrame
     lattice: LatticeFit
     pixel_size_A: float
     ratio_metal_chalcogen: float
+    neighbours: IndexNeighbours = field(repr=False, compare=False)
     integration_radius_A: float = 0.75
-    neighbours: IndexNeighbours | None = field(default=None, repr=False, compare=False)
 
     def sites(self, sublattice: str) -> pd.DataFrame:
         """The rows of one sublattice."""
@@ -343,8 +343,8 @@ def quantify_columns(
     good = (quality > 0.5) & (bragg > 0.5)
     m = np.median(intensity[(sub == 0) & good]) if ((sub == 0) & good).any() else np.nan
     x = np.median(intensity[(sub == 1) & good]) if ((sub == 1) & good).any() else np.nan
-    return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"),
-                                float(integration_radius_A), near)
+    return ColumnQuantification(table, lattice, float(pixel_size_A), float(m / x) if x else float("nan"), near,
+                                float(integration_radius_A))
 
 
 def _filter_input(frame: np.ndarray, img: np.ndarray) -> np.ndarray:
