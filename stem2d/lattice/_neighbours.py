@@ -76,7 +76,8 @@ class IndexNeighbours:
         where ``usable`` (bool over the sites; default all) around each site of ``query``
         (indices into the sites), (len(query), k) (fewer columns when there are fewer sites);
         ``self_match``: the query sites are of ``ref_sub`` and a site is not its own neighbour.
-        The sets of :func:`kd_nearest`, in another order within a row."""
+        The sets of a KD-tree query (the ``k`` nearest; with ``self_match`` one more, the site itself
+        dropped), in another order within a row."""
         refs = np.flatnonzero(self.sub == ref_sub)
         usable = np.ones(len(self.pos), bool) if usable is None else usable
         use = refs[usable[refs]]
@@ -89,11 +90,13 @@ class IndexNeighbours:
         return out
 
     def _kd_nearest(self, use: np.ndarray, query: np.ndarray, k: int, self_match: bool) -> np.ndarray:
-        """:func:`kd_nearest` of the sites ``query`` among the sites ``use`` (on their balanced
-        KD-tree), asked of a sliding-midpoint tree (built ~2x faster) first.
+        """The ``k`` nearest of the sites ``use`` to each of the sites ``query`` (with
+        ``self_match`` one more is asked for and a site at distance 0, the query itself, dropped,
+        else the farthest), as their balanced KD-tree answers, asked of a sliding-midpoint tree
+        (built ~2x faster) first.
 
         The trees agree wherever distances decide: only where the k-th and the next tie (or,
-        with ``self_match``, the last two, of which :func:`kd_nearest` may drop either) does the
+        with ``self_match``, the last two, of which either may be dropped) does the
         answer depend on a tree's order of equal distances; those rows are asked again of the
         balanced tree.
         """
@@ -207,15 +210,3 @@ def _stencil(inv: np.ndarray, shift: np.ndarray, k: int, *, skip_self: bool):
     if len(d) <= k or not d[k] > d[k - 1] * (1 + 1e-9):
         return None
     return m[d <= max(_NEXT_SHELLS * d[k - 1], d[k - 1])], float(d[k - 1])
-
-
-def kd_nearest(tree: spatial.cKDTree, pos: np.ndarray, k: int, *, skip_self: bool = False) -> np.ndarray:
-    """Indices (N, <= k) into the references of ``tree`` of the k nearest to each of ``pos``;
-    ``skip_self``: one more is asked for, and a reference at distance 0 (the position itself) is
-    dropped, else the farthest."""
-    k_eff = min(k + int(skip_self), tree.n)
-    dist, idx = tree.query(pos, k=k_eff)
-    idx, dist = idx.reshape(len(pos), -1), dist.reshape(len(pos), -1)
-    if skip_self and idx.shape[1] > 1:
-        idx = np.where(dist[:, :1] < 1e-6, idx[:, 1:], idx[:, :-1])
-    return idx
