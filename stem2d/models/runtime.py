@@ -1,12 +1,13 @@
 """Where the frame loop's networks (U-Net, classifier body) run on a CPU: torch, or ONNX Runtime.
 
-In fp32 the two are close on the native-bf16 CPU of the benchmark (one thread, interleaved, best
-of 3-15): the classifier on the 578 windows of a 2048 px frame 349 ms on ONNX Runtime against
-381 ms on torch (batches of 32), ~27 vs ~30 ms on the ~48 windows of a 512 px frame; the U-Net on
-402 px frames 44-48 ms on ONNX Runtime against 36-40 ms on torch, on 1607 px frames within +-7 %
-either way from run to run, and the speed-preset U-Net (4 full-resolution channels) 651 vs 506 ms
-(ONNX Runtime without its memory arena: with it, ~130 ms less on a 1607 px frame but 1.69 instead
-of 1.44 GiB for a 4096 px frame). AVX2-only CPUs are not measured. Where the CPU has native bf16
+In fp32 on the native-bf16 CPU of the benchmark (one thread, interleaved, best of 3-15): the
+classifier on the 578 windows of a 2048 px frame takes 349 ms on ONNX Runtime against 381 ms on
+torch (batches of 32), ~27 vs ~30 ms on the ~48 windows of a 512 px frame; the U-Net, whose torch
+prediction copy fuses its convolutions (:func:`stem2d.models.unet.for_inference`), maps 402 px
+frames in 30 ms on torch against 37 on ONNX Runtime, 1607 px frames in 0.49 against 1.0 s, and
+the speed preset's 1607 px frames in 0.36 against 0.85 s (ONNX Runtime without its memory arena:
+with it ~130 ms less on a 1607 px frame, but 1.69 instead of 1.44 GiB for a 4096 px frame when
+the U-Net ran on it). AVX2-only CPUs are not measured. Where the CPU has native bf16
 (:mod:`stem2d.models.precision`), torch's bf16 autocast is faster than either, so the rule of
 :func:`choose_runtime` for ``runtime: auto`` is
 
@@ -17,7 +18,7 @@ the classifier uses ``auto`` (conf/infer.yaml ``classify.runtime``), the U-Net `
 (conf/detector/unet.yaml ``runtime``).
 
 The network is exported once per checkpoint to ``<cache>/onnx/<hash>.onnx`` (the hash covers the
-weights, the network spec and the torch version; ``STEM2D_CACHE`` or ``$XDG_CACHE_HOME/stem2d``,
+weights, the network spec, the source of stem2d's module classes in it and the torch version; ``STEM2D_CACHE`` or ``$XDG_CACHE_HOME/stem2d``,
 else ``~/.cache/stem2d``): the first export imports the ``onnx`` package (0.6-0.85 s in all),
 later runs load the file. ONNX Runtime's outputs equal torch's within 1e-4 in logits.
 """
