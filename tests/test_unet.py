@@ -186,6 +186,7 @@ def test_fused_convolutions_match_the_plain_modules_and_step_aside():
     assert not any(isinstance(m, torch.nn.ReLU) for m in fast.modules())
     x = torch.randn(1, 1, 40, 32)
     with torch.no_grad():
+        assert fused.fusable(x) == torch.backends.mkldnn.is_available()  # the fused calls run where oneDNN is
         got = fast(x)
         with mock.patch.object(fused, "_available", return_value=False):
             plain = fast(x)
